@@ -1,0 +1,181 @@
+// Elementwise, broadcast and reduction kernels of the reference CPU backend.
+import type { BinaryOp, ReduceOp, Shape, TypedArray, UnaryOp } from "../../backend.ts";
+
+const UNARY: Record<UnaryOp, (x: number) => number> = {
+  neg: (x) => -x,
+  exp: Math.exp,
+  log: Math.log,
+  sqrt: Math.sqrt,
+  rsqrt: (x) => 1 / Math.sqrt(x),
+  tanh: Math.tanh,
+  abs: Math.abs,
+  sign: Math.sign,
+  sin: Math.sin,
+  cos: Math.cos,
+  square: (x) => x * x,
+  reciprocal: (x) => 1 / x,
+  step: (x) => (x > 0 ? 1 : 0),
+};
+
+const BINARY: Record<BinaryOp, (a: number, b: number) => number> = {
+  add: (a, b) => a + b,
+  sub: (a, b) => a - b,
+  mul: (a, b) => a * b,
+  div: (a, b) => a / b,
+  pow: Math.pow,
+  maximum: (a, b) => (a >= b || b !== b ? (b !== b ? b : a) : b),
+  minimum: (a, b) => (a <= b || b !== b ? (b !== b ? b : a) : b),
+  less: (a, b) => (a < b ? 1 : 0),
+  lessEqual: (a, b) => (a <= b ? 1 : 0),
+  greater: (a, b) => (a > b ? 1 : 0),
+  greaterEqual: (a, b) => (a >= b ? 1 : 0),
+  equal: (a, b) => (a === b ? 1 : 0),
+};
+
+export function unary(op: UnaryOp, x: TypedArray, out: TypedArray): void {
+  const f = UNARY[op];
+  const n = out.length;
+  for (let i = 0; i < n; i++) out[i] = f(x[i]!);
+}
+
+export function stridesOf(shape: Shape): number[] {
+  const strides = new Array<number>(shape.length);
+  let s = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    strides[i] = s;
+    s *= shape[i]!;
+  }
+  return strides;
+}
+
+/** Strides of `shape` read as if broadcast to `outShape` (0 on broadcast axes). */
+function broadcastStrides(shape: Shape, outShape: Shape): number[] {
+  const strides = stridesOf(shape);
+  return outShape.map((d, i) => (shape[i] === d ? strides[i]! : 0));
+}
+
+export function binary(op: BinaryOp, a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape, out: TypedArray, outShape: Shape): void {
+  const f = BINARY[op];
+  const n = out.length;
+  if (a.length === n && b.length === n) {
+    for (let i = 0; i < n; i++) out[i] = f(a[i]!, b[i]!);
+    return;
+  }
+  if (b.length === 1 && a.length === n) {
+    const bv = b[0]!;
+    for (let i = 0; i < n; i++) out[i] = f(a[i]!, bv);
+    return;
+  }
+  if (a.length === 1 && b.length === n) {
+    const av = a[0]!;
+    for (let i = 0; i < n; i++) out[i] = f(av, b[i]!);
+    return;
+  }
+  // General case: odometer over the leading axes, tight loop over the last one.
+  const rank = outShape.length;
+  const as = broadcastStrides(aShape, outShape);
+  const bs = broadcastStrides(bShape, outShape);
+  const last = outShape[rank - 1]!;
+  const aStep = as[rank - 1]!;
+  const bStep = bs[rank - 1]!;
+  const index = new Array<number>(rank).fill(0);
+  let ai = 0, bi = 0;
+  for (let o = 0; o < n; o += last) {
+    for (let j = 0, aj = ai, bj = bi; j < last; j++, aj += aStep, bj += bStep) out[o + j] = f(a[aj]!, b[bj]!);
+    for (let d = rank - 2; d >= 0; d--) {
+      index[d]!++;
+      ai += as[d]!;
+      bi += bs[d]!;
+      if (index[d]! < outShape[d]!) break;
+      ai -= as[d]! * outShape[d]!;
+      bi -= bs[d]! * outShape[d]!;
+      index[d] = 0;
+    }
+  }
+}
+
+export function select(cond: TypedArray, a: TypedArray, b: TypedArray, out: TypedArray): void {
+  for (let i = 0; i < out.length; i++) out[i] = cond[i] !== 0 ? a[i]! : b[i]!;
+}
+
+/** Sums in float64, so the reference backend is more exact than float32 accumulation. */
+export function reduce(op: ReduceOp, x: TypedArray, shape: Shape, axes: readonly number[], out: TypedArray): void {
+  const rank = shape.length;
+  const reduced = new Array<boolean>(rank).fill(false);
+  for (const a of axes) reduced[a] = true;
+  // Fast path: reducing a trailing block of axes [outer, inner-reduced].
+  const firstReduced = reduced.indexOf(true);
+  const trailing = firstReduced >= 0 && reduced.slice(firstReduced).every((r) => r);
+  const leading = firstReduced === 0 && reduced.lastIndexOf(true) === axes.length - 1;
+  if (firstReduced < 0) {
+    out.set(x);
+    return;
+  }
+  if (trailing) {
+    const inner = shape.slice(firstReduced).reduce((p, d) => p * d, 1);
+    const outer = out.length;
+    for (let o = 0; o < outer; o++) {
+      const base = o * inner;
+      if (op === "sum") {
+        let s = 0;
+        for (let i = 0; i < inner; i++) s += x[base + i]!;
+        out[o] = s;
+      } else {
+        let m = -Infinity;
+        for (let i = 0; i < inner; i++) {
+          const v = x[base + i]!;
+          if (v > m || v !== v) m = v;
+        }
+        out[o] = m;
+      }
+    }
+    return;
+  }
+  if (leading) {
+    const inner = out.length;
+    const outer = x.length / inner;
+    const acc = new Float64Array(inner).fill(op === "sum" ? 0 : -Infinity);
+    for (let o = 0; o < outer; o++) {
+      const base = o * inner;
+      if (op === "sum") for (let i = 0; i < inner; i++) acc[i] += x[base + i]!;
+      else for (let i = 0; i < inner; i++) { const v = x[base + i]!; if (v > acc[i]! || v !== v) acc[i] = v; }
+    }
+    out.set(acc);
+    return;
+  }
+  const outShape = shape.map((d, i) => (reduced[i] ? 1 : d));
+  const os = broadcastStrides(outShape, shape).map((s, i) => (reduced[i] ? 0 : s));
+  const acc = new Float64Array(out.length).fill(op === "sum" ? 0 : -Infinity);
+  const index = new Array<number>(rank).fill(0);
+  let oi = 0;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    if (op === "sum") acc[oi] += v;
+    else if (v > acc[oi]! || v !== v) acc[oi] = v;
+    for (let d = rank - 1; d >= 0; d--) {
+      index[d]!++;
+      oi += os[d]!;
+      if (index[d]! < shape[d]!) break;
+      oi -= os[d]! * shape[d]!;
+      index[d] = 0;
+    }
+  }
+  out.set(acc);
+}
+
+export function cumulative(op: "sum" | "prod", x: TypedArray, shape: Shape, axis: number, reverse: boolean, out: TypedArray): void {
+  const len = shape[axis]!;
+  const inner = shape.slice(axis + 1).reduce((p, d) => p * d, 1);
+  const outer = x.length / (len * inner);
+  for (let o = 0; o < outer; o++) {
+    for (let i = 0; i < inner; i++) {
+      let acc = op === "sum" ? 0 : 1;
+      for (let s = 0; s < len; s++) {
+        const k = reverse ? len - 1 - s : s;
+        const at = (o * len + k) * inner + i;
+        acc = op === "sum" ? acc + x[at]! : acc * x[at]!;
+        out[at] = acc;
+      }
+    }
+  }
+}

@@ -1,0 +1,62 @@
+// The reference backend: plain TypeScript over typed arrays. Every faster backend is tested against it.
+import type { Backend, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, TypedArray, UnaryOp } from "../../backend.ts";
+import { binary, cumulative, reduce, select, unary } from "./elementwise.ts";
+import { conv2d, conv2dKernelGrad, matmul } from "./matmul.ts";
+import { copyBox, gather, maxPool2x2, scatterAdd, transpose } from "./layout.ts";
+
+export function allocTyped(dtype: DType, size: number): TypedArray {
+  if (dtype === "float32") return new Float32Array(size);
+  if (dtype === "float64") return new Float64Array(size);
+  return new Int32Array(size);
+}
+
+export class CpuBackend implements Backend {
+  readonly name: string = "cpu";
+  private scratchBuffers = new Map<string, TypedArray>();
+
+  alloc(dtype: DType, size: number): TypedArray {
+    return allocTyped(dtype, size);
+  }
+  release(_data: TypedArray): void {
+    // Plain typed arrays are reclaimed by the garbage collector.
+  }
+  /** A reusable buffer for im2col, grown on demand, one per dtype. */
+  protected scratch(like: TypedArray, size: number): TypedArray {
+    const key = like.constructor.name;
+    let buf = this.scratchBuffers.get(key);
+    if (!buf || buf.length < size) {
+      buf = like instanceof Float64Array ? new Float64Array(size) : new Float32Array(size);
+      this.scratchBuffers.set(key, buf);
+    }
+    return buf.subarray(0, size);
+  }
+
+  unary(op: UnaryOp, x: TypedArray, out: TypedArray): void { unary(op, x, out); }
+  binary(op: BinaryOp, a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape, out: TypedArray, outShape: Shape): void {
+    binary(op, a, aShape, b, bShape, out, outShape);
+  }
+  select(cond: TypedArray, a: TypedArray, b: TypedArray, out: TypedArray): void { select(cond, a, b, out); }
+  reduce(op: ReduceOp, x: TypedArray, shape: Shape, axes: readonly number[], out: TypedArray): void { reduce(op, x, shape, axes, out); }
+  cumulative(op: "sum" | "prod", x: TypedArray, shape: Shape, axis: number, reverse: boolean, out: TypedArray): void {
+    cumulative(op, x, shape, axis, reverse, out);
+  }
+  matmul(a: TypedArray, b: TypedArray, out: TypedArray, args: MatmulArgs): void { matmul(a, b, out, args); }
+  conv2d(x: TypedArray, kernel: TypedArray, out: TypedArray, args: ConvArgs): void {
+    conv2d(x, kernel, out, args, (n) => this.scratch(x, n));
+  }
+  conv2dKernelGrad(x: TypedArray, g: TypedArray, out: TypedArray, args: ConvArgs): void {
+    conv2dKernelGrad(x, g, out, args, (n) => this.scratch(x, n));
+  }
+  transpose(x: TypedArray, shape: Shape, perm: readonly number[], out: TypedArray): void { transpose(x, shape, perm, out); }
+  copyBox(src: TypedArray, srcShape: Shape, srcBegin: readonly number[], dst: TypedArray, dstShape: Shape, dstBegin: readonly number[], size: Shape): void {
+    copyBox(src, srcShape, srcBegin, dst, dstShape, dstBegin, size);
+  }
+  fill(out: TypedArray, value: number): void { out.fill(value); }
+  gather(x: TypedArray, index: Int32Array, out: TypedArray): void { gather(x, index, out); }
+  scatterAdd(g: TypedArray, index: Int32Array, out: TypedArray): void { scatterAdd(g, index, out); }
+  maxPool2x2(x: TypedArray, shape: Shape, out: TypedArray, argmax: Int32Array): void { maxPool2x2(x, shape, out, argmax); }
+  cast(x: TypedArray, out: TypedArray): void {
+    if (out instanceof Int32Array) for (let i = 0; i < out.length; i++) out[i] = Math.trunc(x[i]!);
+    else out.set(x);
+  }
+}

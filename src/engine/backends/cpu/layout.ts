@@ -1,0 +1,81 @@
+// Data-movement kernels of the reference CPU backend.
+import type { Shape, TypedArray } from "../../backend.ts";
+import { stridesOf } from "./elementwise.ts";
+
+export function transpose(x: TypedArray, shape: Shape, perm: readonly number[], out: TypedArray): void {
+  const rank = shape.length;
+  const inStrides = stridesOf(shape);
+  const outShape = perm.map((p) => shape[p]!);
+  const step = perm.map((p) => inStrides[p]!);
+  const index = new Array<number>(rank).fill(0);
+  let src = 0;
+  for (let o = 0; o < out.length; o++) {
+    out[o] = x[src]!;
+    for (let d = rank - 1; d >= 0; d--) {
+      index[d]!++;
+      src += step[d]!;
+      if (index[d]! < outShape[d]!) break;
+      src -= step[d]! * outShape[d]!;
+      index[d] = 0;
+    }
+  }
+}
+
+export function copyBox(src: TypedArray, srcShape: Shape, srcBegin: readonly number[], dst: TypedArray, dstShape: Shape, dstBegin: readonly number[], size: Shape): void {
+  const rank = size.length;
+  const total = size.reduce((p, d) => p * d, 1);
+  if (total === 0) return;
+  const ss = stridesOf(srcShape);
+  const ds = stridesOf(dstShape);
+  let s = srcBegin.reduce((acc, b, i) => acc + b * ss[i]!, 0);
+  let d = dstBegin.reduce((acc, b, i) => acc + b * ds[i]!, 0);
+  const last = size[rank - 1]!;
+  const index = new Array<number>(rank).fill(0);
+  for (let done = 0; done < total; done += last) {
+    for (let j = 0; j < last; j++) dst[d + j] = src[s + j]!;
+    for (let k = rank - 2; k >= 0; k--) {
+      index[k]!++;
+      s += ss[k]!;
+      d += ds[k]!;
+      if (index[k]! < size[k]!) break;
+      s -= ss[k]! * size[k]!;
+      d -= ds[k]! * size[k]!;
+      index[k] = 0;
+    }
+  }
+}
+
+export function gather(x: TypedArray, index: Int32Array, out: TypedArray): void {
+  for (let i = 0; i < out.length; i++) out[i] = x[index[i]!]!;
+}
+
+export function scatterAdd(g: TypedArray, index: Int32Array, out: TypedArray): void {
+  out.fill(0);
+  for (let i = 0; i < g.length; i++) out[index[i]!] += g[i]!;
+}
+
+/** 'SAME' padding with window 2 and stride 2 pads only at the end, with -inf. */
+export function maxPool2x2(x: TypedArray, shape: Shape, out: TypedArray, argmax: Int32Array): void {
+  const [b, h, w, c] = shape as [number, number, number, number];
+  const oh = Math.ceil(h / 2), ow = Math.ceil(w / 2);
+  let o = 0;
+  for (let n = 0; n < b; n++)
+    for (let i = 0; i < oh; i++)
+      for (let j = 0; j < ow; j++)
+        for (let q = 0; q < c; q++, o++) {
+          let best = -Infinity, at = -1;
+          for (let di = 0; di < 2; di++) {
+            const y = 2 * i + di;
+            if (y >= h) continue;
+            for (let dj = 0; dj < 2; dj++) {
+              const xx = 2 * j + dj;
+              if (xx >= w) continue;
+              const k = ((n * h + y) * w + xx) * c + q;
+              const v = x[k]!;
+              if (at < 0 || v > best || v !== v) { best = v; at = k; }
+            }
+          }
+          out[o] = best;
+          argmax[o] = at;
+        }
+}

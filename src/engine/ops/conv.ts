@@ -1,0 +1,76 @@
+// 2-D convolution, NHWC input and HWIO kernel, stride 1, zero padding (Flax's nnx.Conv layout).
+import type { ConvArgs } from "../backend.ts";
+import { emptyTensor, getBackend, record, shapeString, Tensor } from "../tensor.ts";
+import { checkFloat, checkRank, checkSameDtype } from "./checks.ts";
+import { slice } from "./shape.ts";
+
+
+function convArgs(op: string, xShape: readonly number[], kh: number, kw: number, o: number, pad: number): ConvArgs {
+  const [b, h, w, c] = xShape as [number, number, number, number];
+  const oh = h + 2 * pad - kh + 1;
+  const ow = w + 2 * pad - kw + 1;
+  if (oh <= 0 || ow <= 0) throw new Error(`${op}: kernel ${kh}x${kw} with padding ${pad} does not fit input ${shapeString(xShape)}`);
+  return { b, h, w, c, kh, kw, o, pad, oh, ow };
+}
+
+/** y[b,i,j,o] = sum x_pad[b,i+di,j+dj,c] * kernel[di,dj,c,o]; pad defaults to "same" for odd kernels. */
+export function conv2d(x: Tensor, kernel: Tensor, pad?: number): Tensor {
+  checkRank("conv2d", x, 4, "input");
+  checkRank("conv2d", kernel, 4, "kernel");
+  checkSameDtype("conv2d", x, kernel);
+  checkFloat("conv2d", x);
+  const [kh, kw, c, o] = kernel.shape as [number, number, number, number];
+  if (c !== x.shape[3]) {
+    throw new Error(`conv2d: input ${shapeString(x.shape)} has ${x.shape[3]} channels, kernel ${shapeString(kernel.shape)} expects ${c}`);
+  }
+  const p = pad ?? (kh - 1) / 2;
+  if (x.shape[1] === 1 && x.shape[2] === 1 && kh === 2 * p + 1 && kw === 2 * p + 1 && kh > 1) {
+    // On a 1x1 map only the centre tap meets data: the other taps multiply padding.
+    return conv2d(x, slice(kernel, [p, p, 0, 0], [1, 1, c, o]), 0);
+  }
+  const args = convArgs("conv2d", x.shape, kh, kw, o, p);
+  const out = emptyTensor([args.b, args.oh, args.ow, o], x.dtype, "conv2d");
+  getBackend().conv2d(x.data, kernel.data, out.data, args);
+  return record(out, "conv2d", [x, kernel], (g) => [
+    x.requiresGrad ? conv2d(g, flipKernel(kernel), kh - 1 - p) : null,
+    kernel.requiresGrad ? conv2dKernelGrad(x, g, kh, kw, p) : null,
+  ]);
+}
+
+/** dL/dkernel of conv2d: bilinear in (x, g), so its own gradients are convolutions again. */
+export function conv2dKernelGrad(x: Tensor, g: Tensor, kh: number, kw: number, pad: number): Tensor {
+  checkRank("conv2dKernelGrad", x, 4, "input");
+  checkRank("conv2dKernelGrad", g, 4, "output gradient");
+  const args = convArgs("conv2dKernelGrad", x.shape, kh, kw, g.shape[3]!, pad);
+  if (g.shape[0] !== args.b || g.shape[1] !== args.oh || g.shape[2] !== args.ow) {
+    throw new Error(`conv2dKernelGrad: output gradient ${shapeString(g.shape)} does not match input ${shapeString(x.shape)}`);
+  }
+  const out = emptyTensor([kh, kw, args.c, args.o], x.dtype, "conv2dKernelGrad");
+  getBackend().conv2dKernelGrad(x.data, g.data, out.data, args);
+  return record(out, "conv2dKernelGrad", [x, g], (h) => [
+    x.requiresGrad ? conv2d(g, flipKernel(h), kh - 1 - pad) : null,
+    g.requiresGrad ? conv2d(x, h, pad) : null,
+  ]);
+}
+
+const flipIndexCache = new Map<string, Int32Array>();
+
+/** [kh,kw,c,o] -> [kh,kw,o,c], rotated 180 degrees: the kernel of the input gradient. Its own adjoint. */
+export function flipKernel(kernel: Tensor): Tensor {
+  const [kh, kw, c, o] = kernel.shape as [number, number, number, number];
+  const key = `${kh},${kw},${c},${o}`;
+  let index = flipIndexCache.get(key);
+  if (!index) {
+    index = new Int32Array(kh * kw * c * o);
+    let at = 0;
+    for (let di = 0; di < kh; di++)
+      for (let dj = 0; dj < kw; dj++)
+        for (let q = 0; q < o; q++)
+          for (let p = 0; p < c; p++) index[at++] = (((kh - 1 - di) * kw + (kw - 1 - dj)) * c + p) * o + q;
+    flipIndexCache.set(key, index);
+  }
+  const out = emptyTensor([kh, kw, o, c], kernel.dtype, "flipKernel");
+  getBackend().gather(kernel.data, index, out.data);
+  return record(out, "flipKernel", [kernel], (g) => [flipKernel(g)]);
+}
+

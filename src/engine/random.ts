@@ -1,0 +1,138 @@
+// Counter-based random numbers (Threefry-2x32, the generator JAX uses): a key and a
+// counter fully determine every value, so a run is reproducible bit for bit.
+import type { DType, Shape } from "./backend.ts";
+import { emptyTensor, sizeOf, Tensor } from "./tensor.ts";
+
+/** Two 32-bit words. Keys are values: splitting never mutates. */
+export type RandomKey = readonly [number, number];
+
+const ROTATIONS = [13, 15, 26, 6, 17, 29, 16, 24];
+
+function rotl(x: number, r: number): number {
+  return ((x << r) | (x >>> (32 - r))) >>> 0;
+}
+
+/** Threefry-2x32 with 20 rounds on one counter pair (Salmon et al. 2011). */
+export function threefry2x32(key: RandomKey, c0: number, c1: number): [number, number] {
+  const k0 = key[0] >>> 0, k1 = key[1] >>> 0;
+  const k2 = (k0 ^ k1 ^ 0x1bd11bda) >>> 0;
+  const ks = [k0, k1, k2];
+  let x0 = (c0 + k0) >>> 0;
+  let x1 = (c1 + k1) >>> 0;
+  for (let block = 0; block < 5; block++) {
+    for (let r = 0; r < 4; r++) {
+      x0 = (x0 + x1) >>> 0;
+      x1 = rotl(x1, ROTATIONS[(block % 2) * 4 + r]!) ^ x0;
+    }
+    const s = block + 1;
+    x0 = (x0 + ks[s % 3]!) >>> 0;
+    x1 = (x1 + ks[(s + 1) % 3]! + s) >>> 0;
+  }
+  return [x0, x1];
+}
+
+export function key(seed: number): RandomKey {
+  if (!Number.isInteger(seed) || seed < 0) throw new Error(`random.key: seed must be a non-negative integer, got ${seed}`);
+  return [Math.floor(seed / 2 ** 32) >>> 0, seed >>> 0];
+}
+
+export function split(k: RandomKey, n = 2): RandomKey[] {
+  const out: RandomKey[] = [];
+  for (let i = 0; i < n; i++) out.push(threefry2x32(k, 0, i));
+  return out;
+}
+
+/** A new key for each of several named uses of one parent key. */
+export function foldIn(k: RandomKey, data: number): RandomKey {
+  return threefry2x32(k, 0x9e3779b9, data >>> 0);
+}
+
+/** n uniform 32-bit words. */
+export function randomBits(k: RandomKey, n: number): Uint32Array {
+  const out = new Uint32Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const [a, b] = threefry2x32(k, i >>> 1, 0x5bd1e995);
+    out[i] = a;
+    if (i + 1 < n) out[i + 1] = b;
+  }
+  return out;
+}
+
+/** Uniform in [0, 1) with 53 random bits per value (in float64, before any rounding). */
+export function uniformArray(k: RandomKey, n: number): Float64Array {
+  const bits = randomBits(k, 2 * n);
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) out[i] = ((bits[2 * i]! >>> 5) * 67108864 + (bits[2 * i + 1]! >>> 6)) / 9007199254740992;
+  return out;
+}
+
+/** Standard normal by Box-Muller on pairs of uniforms. */
+export function normalArray(k: RandomKey, n: number): Float64Array {
+  const u = uniformArray(k, n + (n % 2));
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(1 - u[i]!));
+    const theta = 2 * Math.PI * u[i + 1]!;
+    out[i] = r * Math.cos(theta);
+    if (i + 1 < n) out[i + 1] = r * Math.sin(theta);
+  }
+  return out;
+}
+
+function fromValues(values: Float64Array, shape: Shape, dtype: DType, origin: string): Tensor {
+  const out = emptyTensor(shape, dtype, origin);
+  out.data.set(values);
+  return out;
+}
+
+export function uniform(k: RandomKey, shape: Shape, dtype: DType = "float32", low = 0, high = 1): Tensor {
+  const u = uniformArray(k, sizeOf(shape));
+  for (let i = 0; i < u.length; i++) u[i] = low + (high - low) * u[i]!;
+  return fromValues(u, shape, dtype, "random.uniform");
+}
+
+export function normal(k: RandomKey, shape: Shape, dtype: DType = "float32"): Tensor {
+  return fromValues(normalArray(k, sizeOf(shape)), shape, dtype, "random.normal");
+}
+
+/** Standard normal truncated to [lower, upper] by rejection (as lecun_normal's truncated normal). */
+export function truncatedNormalArray(k: RandomKey, n: number, lower = -2, upper = 2): Float64Array {
+  const out = new Float64Array(n);
+  let filled = 0;
+  let round = 0;
+  while (filled < n) {
+    const batch = normalArray(foldIn(k, round++), Math.max(16, Math.ceil((n - filled) * 1.1)));
+    for (let i = 0; i < batch.length && filled < n; i++) if (batch[i]! >= lower && batch[i]! <= upper) out[filled++] = batch[i]!;
+  }
+  return out;
+}
+
+/** Integers in [0, n) drawn with the given (unnormalized) probabilities, by inverse CDF. */
+export function choice(k: RandomKey, n: number, count: number, probabilities?: ArrayLike<number>): Int32Array {
+  const out = new Int32Array(count);
+  const u = uniformArray(k, count);
+  if (!probabilities) {
+    for (let i = 0; i < count; i++) out[i] = Math.min(n - 1, Math.floor(u[i]! * n));
+    return out;
+  }
+  if (probabilities.length !== n) throw new Error(`random.choice: ${probabilities.length} probabilities for ${n} choices`);
+  const cdf = new Float64Array(n);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    if (!(probabilities[i]! >= 0)) throw new Error(`random.choice: probability ${i} is ${probabilities[i]}`);
+    total += probabilities[i]!;
+    cdf[i] = total;
+  }
+  if (!(total > 0)) throw new Error("random.choice: probabilities sum to zero");
+  for (let i = 0; i < count; i++) {
+    const target = u[i]! * total;
+    let lo = 0, hi = n - 1;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (cdf[mid]! > target) hi = mid;
+      else lo = mid + 1;
+    }
+    out[i] = lo;
+  }
+  return out;
+}

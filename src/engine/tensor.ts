@@ -1,0 +1,208 @@
+// Tensor: shape + dtype + storage owned by the active backend, with scope-based disposal
+// and an optional link to the op that produced it (for reverse-mode autodiff).
+import type { Backend, DType, Shape, TypedArray } from "./backend.ts";
+import { CpuBackend } from "./backends/cpu/index.ts";
+
+/** How a tensor was made: its inputs and the rule mapping the output's cotangent to theirs. */
+export interface GradNode {
+  readonly op: string;
+  readonly inputs: readonly Tensor[];
+  /** Written with differentiable ops, so gradients of gradients work. null = no gradient to that input. */
+  readonly backward: (g: Tensor) => readonly (Tensor | null)[];
+}
+
+interface EngineState {
+  backend: Backend;
+  scopes: Set<Tensor>[];
+  recording: boolean;
+  nextId: number;
+  live: number;
+  liveBytes: number;
+}
+
+const state: EngineState = { backend: new CpuBackend(), scopes: [], recording: true, nextId: 1, live: 0, liveBytes: 0 };
+
+export function getBackend(): Backend {
+  return state.backend;
+}
+export function setBackend(backend: Backend): void {
+  state.backend = backend;
+}
+
+export function sizeOf(shape: Shape): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function shapeString(shape: Shape): string {
+  return `[${shape.join(",")}]`;
+}
+
+export class Tensor {
+  readonly id: number;
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  readonly size: number;
+  /** Set when an op with a differentiable input produced this tensor while recording. */
+  node: GradNode | null = null;
+  /** True for leaves being differentiated and for anything computed from them. */
+  requiresGrad = false;
+  /** The op that made it, for error messages. */
+  readonly origin: string;
+  private storage: TypedArray | null;
+  private readonly backend: Backend;
+
+  constructor(storage: TypedArray, shape: Shape, dtype: DType, origin: string) {
+    if (storage.length !== sizeOf(shape)) {
+      throw new Error(`${origin}: storage of ${storage.length} elements does not match shape ${shapeString(shape)}`);
+    }
+    this.id = state.nextId++;
+    this.storage = storage;
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.size = storage.length;
+    this.origin = origin;
+    this.backend = state.backend;
+    state.live++;
+    state.liveBytes += storage.byteLength;
+    const scope = state.scopes[state.scopes.length - 1];
+    if (scope) scope.add(this);
+  }
+
+  get rank(): number {
+    return this.shape.length;
+  }
+  get isDisposed(): boolean {
+    return this.storage === null;
+  }
+
+  /** The backing storage (shared, not a copy). Throws after dispose. */
+  get data(): TypedArray {
+    if (this.storage === null) {
+      throw new Error(`tensor #${this.id} (${this.origin}, shape ${shapeString(this.shape)}, ${this.dtype}) was used after dispose`);
+    }
+    return this.storage;
+  }
+
+  /** A copy of the values as a plain typed array of this tensor's dtype. */
+  toTypedArray(): TypedArray {
+    return this.data.slice();
+  }
+  toArray(): number[] {
+    return Array.from(this.data);
+  }
+  /** The single value of a one-element tensor. */
+  item(): number {
+    if (this.size !== 1) throw new Error(`item: tensor has shape ${shapeString(this.shape)}, not one element`);
+    return this.data[0]!;
+  }
+
+  dispose(): void {
+    if (this.storage === null) return;
+    state.live--;
+    state.liveBytes -= this.storage.byteLength;
+    this.backend.release(this.storage);
+    this.storage = null;
+    this.node = null;
+    for (const scope of state.scopes) scope.delete(this);
+  }
+
+  toString(): string {
+    return `Tensor(${shapeString(this.shape)}, ${this.dtype}, #${this.id})`;
+  }
+}
+
+/** Allocates an output on the active backend. */
+export function emptyTensor(shape: Shape, dtype: DType, origin: string): Tensor {
+  return new Tensor(state.backend.alloc(dtype, sizeOf(shape)), shape, dtype, origin);
+}
+
+// ---- scopes -------------------------------------------------------------
+
+export type TensorTree = Tensor | readonly TensorTree[] | { readonly [key: string]: TensorTree } | number | string | boolean | null | undefined | void;
+
+export function collectTensors(tree: unknown, into: Set<Tensor> = new Set()): Set<Tensor> {
+  if (tree instanceof Tensor) into.add(tree);
+  else if (Array.isArray(tree)) for (const t of tree) collectTensors(t, into);
+  else if (tree !== null && typeof tree === "object") for (const v of Object.values(tree)) collectTensors(v, into);
+  return into;
+}
+
+/**
+ * Runs fn; every tensor created inside and not part of its result is disposed
+ * afterwards. Results move to the enclosing scope. The training loop runs each step
+ * in one, which keeps memory flat.
+ */
+export function tidy<T>(fn: () => T): T {
+  const scope = new Set<Tensor>();
+  state.scopes.push(scope);
+  let result: T;
+  try {
+    result = fn();
+  } catch (e) {
+    state.scopes.pop();
+    for (const t of scope) t.dispose();
+    throw e;
+  }
+  state.scopes.pop();
+  if (result instanceof Promise) throw new Error("tidy: the function must be synchronous");
+  const kept = collectTensors(result);
+  const parent = state.scopes[state.scopes.length - 1];
+  for (const t of scope) {
+    if (kept.has(t)) parent?.add(t);
+    else t.dispose();
+  }
+  return result;
+}
+
+/** Removes tensors from every open scope so tidy() will not dispose them. */
+export function keep<T extends TensorTree>(tree: T): T {
+  for (const t of collectTensors(tree)) for (const scope of state.scopes) scope.delete(t);
+  return tree;
+}
+
+/** Disposes every tensor in a tree. */
+export function dispose(tree: unknown): void {
+  for (const t of collectTensors(tree)) t.dispose();
+}
+
+export function memory(): { tensors: number; bytes: number } {
+  return { tensors: state.live, bytes: state.liveBytes };
+}
+
+// ---- recording ------------------------------------------------------------
+
+export function isRecording(): boolean {
+  return state.recording;
+}
+
+/** Runs fn without recording gradient nodes (inference, optimizer updates). */
+export function noGrad<T>(fn: () => T): T {
+  const before = state.recording;
+  state.recording = false;
+  try {
+    return fn();
+  } finally {
+    state.recording = before;
+  }
+}
+
+export function withRecording<T>(recording: boolean, fn: () => T): T {
+  const before = state.recording;
+  state.recording = recording;
+  try {
+    return fn();
+  } finally {
+    state.recording = before;
+  }
+}
+
+/** Links `out` to its inputs when any of them needs a gradient and recording is on. */
+export function record(out: Tensor, op: string, inputs: readonly Tensor[], backward: GradNode["backward"]): Tensor {
+  if (state.recording && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.node = { op, inputs, backward };
+  }
+  return out;
+}
