@@ -1,0 +1,69 @@
+// `tiny-diffusion sample`: N images from a checkpoint as .npy (and optionally a PNG grid).
+import { dirname } from "node:path";
+import { mkdirSync } from "node:fs";
+import * as td from "../engine/index.ts";
+import { sample } from "../diffusion/sample.ts";
+import type { SamplerConfig } from "../diffusion/samplers.ts";
+import { writeFileAtomicSync } from "../io/atomic-file.ts";
+import { encodeNpy } from "../io/npy.ts";
+import { imageGridPng } from "../viz/grid.ts";
+import { UserError } from "./errors.ts";
+import { loadModel, noiseModel } from "./model-loading.ts";
+
+export interface SampleCommandOptions {
+  checkpoint: string;
+  n: number;
+  out: string;
+  png?: string;
+  seed: number;
+  steps?: number;
+  sampler: "ddpm" | "ddim";
+  label?: number;
+  guidance?: number;
+  rawWeights?: boolean;
+  log: (line: string) => void;
+}
+
+/** Model outputs clipped to [0, 1] (pixel/16 units), as float32 [N, 8, 8]. */
+export function generateImages(o: Omit<SampleCommandOptions, "out" | "log" | "png">): { images: Float32Array; info: string } {
+  const loaded = loadModel(o.checkpoint, { rawWeights: o.rawWeights });
+  const conditional = (loaded.config.model.numClasses ?? 0) > 0 || loaded.config.conditional;
+  if ((o.label !== undefined || o.guidance !== undefined) && !conditional) {
+    throw new UserError("--label/--guidance need a conditional model (train with --digit all --conditional)");
+  }
+  if (o.label !== undefined && o.label > 9) throw new UserError(`--label must be 0-9, got ${o.label}`);
+  const sampler: SamplerConfig = { kind: o.sampler, ...(o.steps !== undefined ? { steps: o.steps } : {}) };
+  if (o.steps !== undefined && o.steps > loaded.schedule.numSteps) {
+    throw new UserError(`--steps ${o.steps} exceeds the model's ${loaded.schedule.numSteps} diffusion steps`);
+  }
+  const labels = conditional ? Array.from({ length: o.n }, (_, i) => o.label ?? i % 10) : undefined;
+  const images = td.tidy(() => {
+    const x = sample({
+      model: noiseModel(loaded.params),
+      schedule: loaded.schedule,
+      sampler,
+      shape: [o.n, 8, 8, 1],
+      key: td.random.key(o.seed),
+      labels,
+      guidanceScale: conditional ? (o.guidance ?? 2) : undefined,
+    });
+    return Float32Array.from(x.data, (v) => Math.min(1, Math.max(0, v)));
+  });
+  td.dispose(loaded.params);
+  const info = `${o.n} samples, ${o.sampler}${o.steps ? ` ${o.steps} steps` : ""}, step-${loaded.step} ${loaded.usedEma ? "EMA " : ""}weights`;
+  return { images, info };
+}
+
+export async function runSample(o: SampleCommandOptions): Promise<void> {
+  if (!o.out.endsWith(".npy")) throw new UserError(`--out must name a .npy file, got '${o.out}'`);
+  if (o.png !== undefined && !o.png.endsWith(".png")) throw new UserError(`--png must name a .png file, got '${o.png}'`);
+  const started = performance.now();
+  const { images, info } = generateImages(o);
+  mkdirSync(dirname(o.out), { recursive: true });
+  writeFileAtomicSync(o.out, encodeNpy(images, [o.n, 8, 8]));
+  if (o.png) {
+    mkdirSync(dirname(o.png), { recursive: true });
+    writeFileAtomicSync(o.png, imageGridPng(images, o.n, 8, 8, { invert: true }));
+  }
+  o.log(`${info} in ${((performance.now() - started) / 1000).toFixed(1)} s -> ${o.out}${o.png ? ` and ${o.png}` : ""}`);
+}

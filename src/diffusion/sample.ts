@@ -1,0 +1,184 @@
+// The reverse-process driver: from pure noise (or a given x_T) to a sample, one model call per step.
+// Each step runs inside td.tidy and the whole loop under td.noGrad, so memory stays flat: only the
+// current state x is alive between steps.
+import * as td from "../engine/index.ts";
+import type { NoiseSchedule } from "./schedules.ts";
+import { previousTimestep, resolveSampler, sampleStep, samplerTimesteps, stepVariance, type SamplerConfig, type StepOptions } from "./samplers.ts";
+
+/**
+ * Predicts the noise in x [B,...] at timesteps t (length B, all equal here). `labels` (length B; -1 = no label)
+ * is passed only when the caller gives labels; unetForward(params, x, t, {labels}) fits this shape.
+ */
+export type NoiseModel = (x: td.Tensor, t: Int32Array, labels?: Int32Array) => td.Tensor;
+
+export interface StepInfo {
+  /** 0-based step number; `steps` steps in all. */
+  index: number;
+  steps: number;
+  /** The timestep the model was just evaluated at. */
+  t: number;
+  /** The timestep of `x` (-1 = the final, clean sample). */
+  tPrev: number;
+  /**
+   * The real state x_tPrev after this step (not a copy). It is disposed when the next step replaces it, so
+   * read it (or copy it: x.toTypedArray()) inside the callback.
+   */
+  x: td.Tensor;
+}
+
+export interface SampleOptions extends StepOptions {
+  /** The noise predictor. */
+  model: NoiseModel;
+  /**
+   * The schedule to sample with: normally the model's own (the one it was trained with). To reproduce the
+   * tutorial's train/sample mismatch pass makeSchedule(TUTORIAL_SAMPLER_SCHEDULE) (see tutorialSamplerSetup).
+   */
+  schedule: NoiseSchedule;
+  sampler: SamplerConfig;
+  /** Shape of the batch [B,H,W,C]; may be omitted when `x` is given. */
+  shape?: readonly number[];
+  /** Randomness: the initial noise (when `x` is not given) and each step's z derive from it. */
+  key: td.random.RandomKey;
+  /** Default: x's dtype, else "float32". */
+  dtype?: td.DType;
+  /** Initial state x_{T-1} (pure noise); not disposed by the sampler. Default: standard normal from `key`. */
+  x?: td.Tensor;
+  onStep?: (info: StepInfo) => void;
+  /** Class labels (length B, -1 = none) for conditional models. */
+  labels?: ArrayLike<number>;
+  /**
+   * Classifier-free guidance scale w: eps = eps_uncond + w (eps_cond - eps_uncond), from one model call on
+   * the batch [x; x] with labels [labels; -1...]. Needs `labels`. w = 1 is plain conditional sampling (one
+   * batch of B), w = 0 unconditional.
+   */
+  guidanceScale?: number;
+}
+
+/** The noise prediction at timestep t, with classifier-free guidance when asked for. */
+export function predictNoise(model: NoiseModel, x: td.Tensor, t: number, labels?: ArrayLike<number>, guidanceScale?: number): td.Tensor {
+  const b = x.shape[0]!;
+  const labelArray = labels === undefined ? undefined : Int32Array.from(labels);
+  if (labelArray && labelArray.length !== b) throw new Error(`predictNoise: ${labelArray.length} labels for a batch of ${b}`);
+  const checkShape = (out: td.Tensor, expected: readonly number[]): td.Tensor => {
+    if (out.shape.length !== expected.length || out.shape.some((d, i) => d !== expected[i])) {
+      throw new Error(`model returned shape [${out.shape.join(",")}], expected [${expected.join(",")}]`);
+    }
+    return out;
+  };
+  if (guidanceScale === undefined || guidanceScale === 1) {
+    return checkShape(model(x, new Int32Array(b).fill(t), labelArray), x.shape);
+  }
+  if (!labelArray) throw new Error("classifier-free guidance (guidanceScale) needs labels");
+  if (!Number.isFinite(guidanceScale)) throw new Error(`guidanceScale must be finite, got ${guidanceScale}`);
+  const both = td.concat([x, x], 0);
+  const bothLabels = new Int32Array(2 * b).fill(-1);
+  bothLabels.set(labelArray, 0);
+  const out = checkShape(model(both, new Int32Array(2 * b).fill(t), bothLabels), both.shape);
+  const rest = x.shape.slice(1);
+  const zeros = rest.map(() => 0);
+  const conditional = td.slice(out, [0, ...zeros], [b, ...rest]);
+  const unconditional = td.slice(out, [b, ...zeros], [b, ...rest]);
+  return td.add(unconditional, td.mul(guidanceScale, td.sub(conditional, unconditional)));
+}
+
+/** The pure noise x_{T-1} that sample() starts from when it is given `key` and no `x`. */
+export function initialNoise(key: td.random.RandomKey, shape: readonly number[], dtype: td.DType = "float32"): td.Tensor {
+  return td.random.normal(td.random.split(key)[0]!, shape, dtype);
+}
+
+/** The key of step i's noise z (independent of the number of steps). */
+function stepNoiseKey(key: td.random.RandomKey, index: number): td.random.RandomKey {
+  return td.random.foldIn(td.random.split(key)[1]!, index);
+}
+
+/** Runs the reverse process; returns the final sample x_{-1} (in the caller's tidy scope, if any). */
+export function sample(options: SampleOptions): td.Tensor {
+  const { model, schedule, sampler, key, onStep, labels, guidanceScale } = options;
+  resolveSampler(sampler, schedule);
+  const shape = options.x ? options.x.shape : options.shape;
+  if (!shape) throw new Error("sample: give `shape` or an initial `x`");
+  if (options.x && options.shape && (options.x.shape.length !== options.shape.length || options.x.shape.some((d, i) => d !== options.shape![i]))) {
+    throw new Error(`sample: x has shape [${options.x.shape.join(",")}] but shape is [${options.shape.join(",")}]`);
+  }
+  const dtype = options.dtype ?? options.x?.dtype ?? "float32";
+  if (options.x && options.x.dtype !== dtype) throw new Error(`sample: x is ${options.x.dtype} but dtype is ${dtype}`);
+  const stepOptions: StepOptions = { clipDenoised: options.clipDenoised };
+  const timesteps = samplerTimesteps(sampler, schedule);
+
+  return td.noGrad(() => {
+    let x = options.x ?? initialNoise(key, shape, dtype);
+    const owned = (tensor: td.Tensor): boolean => tensor !== options.x;
+    try {
+      for (let i = 0; i < timesteps.length; i++) {
+        const t = timesteps[i]!;
+        const tPrev = previousTimestep(timesteps, i);
+        const current = x;
+        const next = td.tidy(() => {
+          const eps = predictNoise(model, current, t, labels, guidanceScale);
+          const z = stepVariance(sampler, schedule, t, tPrev) > 0 ? td.random.normal(stepNoiseKey(key, i), shape, dtype) : null;
+          return sampleStep(sampler, schedule, current, t, tPrev, eps, z, stepOptions);
+        });
+        if (owned(x)) x.dispose();
+        x = next;
+        onStep?.({ index: i, steps: timesteps.length, t, tPrev, x });
+      }
+      return x;
+    } catch (error) {
+      if (owned(x)) x.dispose();
+      throw error;
+    }
+  });
+}
+
+export interface Snapshot {
+  /** The timestep asked for. */
+  requested: number;
+  /**
+   * The timestep of x: the largest visited one <= requested (-1 = the final sample), or the first visited one
+   * (the initial noise) when requested is above it (e.g. 999 with "leading" spacing, which starts at 980).
+   */
+  t: number;
+  /** A copy of the real state x_t. */
+  x: td.Tensor;
+}
+
+/**
+ * Runs `sample` and keeps copies of the real intermediate states x_t at the timesteps in `at` (the picture
+ * of the reverse process). x_t is the state the model sees at timestep t, at the noise level abar_t of
+ * addNoise(x0, noise, t): the true counterpart of the forward picture. t = T-1 is the initial noise, -1 the
+ * final sample. With a strided sampler (DDIM) a timestep that is not visited gets the next state below it.
+ */
+export function sampleWithSnapshots(options: SampleOptions, at: readonly number[]): { sample: td.Tensor; snapshots: Snapshot[] } {
+  const T = options.schedule.numSteps;
+  for (const t of at) if (!Number.isInteger(t) || t < -1 || t >= T) throw new Error(`snapshot timestep ${t} is outside -1..${T - 1}`);
+  const taken = new Map<number, Snapshot>();
+  const pending = [...new Set(at)].sort((a, b) => b - a); // largest first: the order states appear in
+  const copy = (x: td.Tensor): td.Tensor => td.tensor(x.data, x.shape, x.dtype);
+  const take = (state: td.Tensor, t: number): void => {
+    while (pending.length > 0 && pending[0]! >= t) {
+      const requested = pending.shift()!;
+      taken.set(requested, { requested, t, x: copy(state) });
+    }
+  };
+  const onStep = options.onStep;
+  // The initial state sits at the first visited timestep (T-1 with the default "trailing" spacing).
+  const first = samplerTimesteps(options.sampler, options.schedule)[0]!;
+  const result = td.noGrad(() => {
+    if (!options.x && !options.shape) throw new Error("sampleWithSnapshots: give `shape` or an initial `x`");
+    const initial = options.x ?? initialNoise(options.key, options.shape!, options.dtype);
+    take(initial, first);
+    try {
+      return sample({
+        ...options,
+        x: initial,
+        onStep: (info) => {
+          take(info.x, info.tPrev);
+          onStep?.(info);
+        },
+      });
+    } finally {
+      if (initial !== options.x) initial.dispose();
+    }
+  });
+  return { sample: result, snapshots: at.map((t) => taken.get(t)!) };
+}

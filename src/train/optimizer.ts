@@ -1,0 +1,254 @@
+// The tutorial's parameter update, as pure functions over parameter trees:
+//
+//   grads = clip(grads, -0.3, 0.3)                       # seed_jax.train_step, element-wise
+//   tx = optax.chain(optax.clip_by_global_norm(0.5),
+//                    optax.adamw(lr_schedule, b1=0.9, b2=0.999, eps=1e-8, weight_decay=2e-5))
+//
+// with optax's exact semantics (optax 0.2.8), per leaf, for update number k = state.step (0-based):
+//   n  = ||c||_2 over every element of every leaf (c: the element-wise clipped gradient)
+//   c <- n < maxNorm ? c : (c / n) * maxNorm          (clip_by_global_norm: jax.lax.select(n < max, c, c / n * max))
+//   m  = (1 - b1) c   + b1 m                           (scale_by_adam: update_moment)
+//   v  = (1 - b2) c^2 + b2 v                           (update_moment_per_elem_norm, order 2)
+//   count = k + 1;  m_hat = m / (1 - b1^count);  v_hat = v / (1 - b2^count)
+//   u  = m_hat / (sqrt(v_hat) + eps) + weightDecay * p (add_decayed_weights; eps_root = 0)
+//   p <- p - lr(k) * u                                 (scale_by_learning_rate: the schedule sees the count
+//                                                       BEFORE its increment, so the first update uses lr(0) = 0)
+// The operations run in the parameters' dtype and in optax's order, so float32 rounds like the tutorial
+// (up to XLA's FMA contraction, i.e. ~1 ulp of m or v). The bias corrections are evaluated in float32 for
+// float32 trees, as jnp.power does (and exactly, in float64, for float64 trees).
+//
+// Ownership: optimizerStep never disposes or aliases its inputs. Every leaf of the returned params, m and
+// v is a fresh tensor (also when lr = 0), created in the caller's current tidy scope; all intermediates
+// are freed before it returns. The caller owns both generations and disposes the old one, e.g.
+//
+//   const out = td.tidy(() => {
+//     const { value, grads } = td.valueAndGrad(lossOf)(params, batch);
+//     const step = optimizerStep(params, grads, state, config);
+//     return { loss: value, params: step.params, state: step.state, gradNorm: step.gradNorm };
+//   });                                  // (or td.keep(step.params); td.keep(step.state) inside the tidy)
+//   td.dispose(params); td.dispose(state);   // the previous generation
+//   params = out.params; state = out.state;
+//
+// State layout for checkpoints: optimizerStateTensors() names the moments "m.<param name>" and
+// "v.<param name>" (dotted parameter names, as flattenTree gives them); `step` is a plain integer.
+import * as td from "../engine/index.ts";
+import { lrAt, validateLrSchedule, TUTORIAL_LR_SCHEDULE, type LrScheduleConfig } from "./lr-schedule.ts";
+
+/** Plain data (JSON-serializable). A clip of null turns that clip off. */
+export interface OptimizerConfig {
+  /** Each gradient element is clipped to [-elementwiseClip, elementwiseClip] first (the tutorial's train_step). */
+  elementwiseClip: number | null;
+  /** Then the whole tree is scaled to this global L2 norm when its norm is not below it (optax.clip_by_global_norm). */
+  globalNormClip: number | null;
+  b1: number;
+  b2: number;
+  eps: number;
+  /** Decoupled weight decay (AdamW), added to the Adam direction before the LR scaling, as optax does. */
+  weightDecay: number;
+  lr: LrScheduleConfig;
+}
+
+/** The tutorial: clip 0.3 element-wise, global norm 0.5, AdamW(b1 0.9, b2 0.999, eps 1e-8, wd 2e-5), its LR schedule. */
+export const TUTORIAL_OPTIMIZER: OptimizerConfig = {
+  elementwiseClip: 0.3,
+  globalNormClip: 0.5,
+  b1: 0.9,
+  b2: 0.999,
+  eps: 1e-8,
+  weightDecay: 2e-5,
+  lr: TUTORIAL_LR_SCHEDULE,
+};
+
+/**
+ * Adam's state. `m` and `v` have the structure, shapes and dtypes of the parameters. (A type alias, not an
+ * interface, so that a state is a TensorTree: td.keep(state) and td.dispose(state) work on it.)
+ */
+export type OptimizerState<P extends td.TensorTreeOf = td.TensorTreeOf> = {
+  /** Updates done so far (optax's count). Update number `step` uses lr(step) and bias-correction count step + 1. */
+  step: number;
+  m: P;
+  v: P;
+};
+
+export interface OptimizerStepOptions {
+  /**
+   * Use this learning rate instead of lrAt(state.step, config.lr). For replaying a reference run whose
+   * schedule was evaluated differently (optax evaluates it in float32), or for an external LR controller.
+   */
+  lr?: number;
+}
+
+export interface OptimizerStepResult<P extends td.TensorTreeOf> {
+  params: P;
+  state: OptimizerState<P>;
+  /**
+   * Global L2 norm of the gradients AFTER the element-wise clip and BEFORE the global-norm clip: the norm
+   * clip_by_global_norm sees (the fixtures' `train.gnorm_clipped`). Rounded to the params' dtype, as used.
+   */
+  gradNorm: number;
+  /** The factor the global-norm clip applied (1 when the norm was below the limit or the clip is off). */
+  clipScale: number;
+  /** Gradient elements with |g| > elementwiseClip (0 when that clip is off). */
+  elementsClipped: number;
+  /** The learning rate this update used. */
+  lr: number;
+}
+
+export function validateOptimizerConfig(config: OptimizerConfig): void {
+  const { elementwiseClip, globalNormClip, b1, b2, eps, weightDecay } = config;
+  for (const [name, value] of [["elementwiseClip", elementwiseClip], ["globalNormClip", globalNormClip]] as const) {
+    if (value !== null && !(Number.isFinite(value) && value > 0)) throw new Error(`optimizer: ${name} must be > 0 or null, got ${value}`);
+  }
+  if (!(b1 >= 0 && b1 < 1)) throw new Error(`optimizer: b1 must be in [0, 1), got ${b1}`);
+  if (!(b2 >= 0 && b2 < 1)) throw new Error(`optimizer: b2 must be in [0, 1), got ${b2}`);
+  if (!(Number.isFinite(eps) && eps >= 0)) throw new Error(`optimizer: eps must be finite and >= 0, got ${eps}`);
+  if (!(Number.isFinite(weightDecay) && weightDecay >= 0)) throw new Error(`optimizer: weightDecay must be finite and >= 0, got ${weightDecay}`);
+  validateLrSchedule(config.lr);
+}
+
+/** Zero moments shaped like the parameters, step 0 (optax's init). */
+export function initOptimizerState<P extends td.TensorTreeOf>(params: P): OptimizerState<P> {
+  return td.noGrad(() => ({ step: 0, m: td.mapTree(params, (t) => td.zerosLike(t)), v: td.mapTree(params, (t) => td.zerosLike(t)) }));
+}
+
+/** A number rounded to a dtype's precision (so scalar arithmetic matches JAX's in float32). */
+function roundTo(dtype: td.DType, value: number): number {
+  return dtype === "float32" ? Math.fround(value) : value;
+}
+
+/** 1 - decay^count in the dtype: optax's bias_correction (jnp.power of a weak float and an int32 count). */
+function biasCorrection(dtype: td.DType, decay: number, count: number): number {
+  const d = roundTo(dtype, decay);
+  return roundTo(dtype, 1 - roundTo(dtype, Math.pow(d, count)));
+}
+
+function leavesOf(tree: td.TensorTreeOf, what: string, names: readonly string[], like: Map<string, td.Tensor>): Map<string, td.Tensor> {
+  const flat = td.flattenTree(tree);
+  if (flat.size !== names.length) throw new Error(`optimizer: ${what} has ${flat.size} tensors, the params ${names.length}`);
+  for (const name of names) {
+    const t = flat.get(name);
+    const p = like.get(name)!;
+    if (!t) throw new Error(`optimizer: ${what} has no tensor '${name}'`);
+    if (t.dtype !== p.dtype || t.shape.length !== p.shape.length || t.shape.some((d, i) => d !== p.shape[i])) {
+      throw new Error(`optimizer: ${what} '${name}' is ${t.dtype} [${t.shape}], the param is ${p.dtype} [${p.shape}]`);
+    }
+  }
+  return flat;
+}
+
+/**
+ * One update. `grads` and `state` must have the params' tensor names, shapes and dtypes (checked; the
+ * result is typed after `params`). Pure: returns new params and state and leaves the inputs untouched (see "Ownership" at the
+ * top of this file). Runs without recording gradients. Reads two numbers per leaf back from the backend
+ * (its sum of squares and clipped-element count), because the global-norm clip branches on the norm.
+ */
+export function optimizerStep<P extends td.TensorTreeOf>(
+  params: P,
+  grads: td.TensorTreeOf,
+  state: OptimizerState,
+  config: OptimizerConfig,
+  options: OptimizerStepOptions = {},
+): OptimizerStepResult<P> {
+  validateOptimizerConfig(config);
+  if (!(Number.isInteger(state.step) && state.step >= 0)) throw new Error(`optimizer: state.step must be an integer >= 0, got ${state.step}`);
+  const flatP = td.flattenTree(params);
+  const names = [...flatP.keys()];
+  if (names.length === 0) throw new Error("optimizer: the parameter tree has no tensors");
+  const flatG = leavesOf(grads, "grads", names, flatP);
+  const flatM = leavesOf(state.m, "state.m", names, flatP);
+  const flatV = leavesOf(state.v, "state.v", names, flatP);
+  const dtype = flatP.get(names[0]!)!.dtype;
+  if (dtype !== "float32" && dtype !== "float64") throw new Error(`optimizer: params must be float32 or float64, got ${dtype}`);
+  for (const p of flatP.values()) if (p.dtype !== dtype) throw new Error("optimizer: every param must have the same dtype");
+
+  const lr = options.lr ?? lrAt(state.step, config.lr);
+  if (!Number.isFinite(lr)) throw new Error(`optimizer: learning rate must be finite, got ${lr}`);
+  const { elementwiseClip, globalNormClip, b1, b2, eps, weightDecay } = config;
+  const clipElements = (g: td.Tensor): td.Tensor => (elementwiseClip === null ? g : td.clip(g, -elementwiseClip, elementwiseClip));
+
+  return td.noGrad(() => {
+    // Pass 1: the global norm of the element-wise clipped gradients (and how many elements the clip hit).
+    let sumSquares = 0;
+    let elementsClipped = 0;
+    for (const name of names) {
+      td.tidy(() => {
+        const g = flatG.get(name)!;
+        sumSquares += td.sum(td.square(clipElements(g))).item();
+        if (elementwiseClip !== null) elementsClipped += td.sum(td.greater(td.abs(g), elementwiseClip)).item();
+      });
+    }
+    const gradNorm = roundTo(dtype, Math.sqrt(sumSquares));
+    // optax: jax.lax.select(g_norm < max_norm, g, (g / g_norm) * max_norm); a NaN norm takes the scaling branch.
+    const maxNorm = globalNormClip ?? Infinity;
+    const scale = globalNormClip !== null && !(gradNorm < maxNorm);
+    const clipScale = scale ? maxNorm / gradNorm : 1;
+
+    // Pass 2: Adam + weight decay, one leaf at a time so only one leaf's temporaries are alive.
+    const count = state.step + 1;
+    const bc1 = biasCorrection(dtype, b1, count);
+    const bc2 = biasCorrection(dtype, b2, count);
+    const newP = new Map<string, td.Tensor>();
+    const newM = new Map<string, td.Tensor>();
+    const newV = new Map<string, td.Tensor>();
+    for (const name of names) {
+      const [p1, m1, v1] = td.tidy(() => {
+        const p = flatP.get(name)!;
+        let c = clipElements(flatG.get(name)!);
+        if (scale) c = td.mul(td.div(c, gradNorm), maxNorm);
+        const m = td.add(td.mul(1 - b1, c), td.mul(b1, flatM.get(name)!));
+        const v = td.add(td.mul(1 - b2, td.square(c)), td.mul(b2, flatV.get(name)!));
+        const direction = td.div(td.div(m, bc1), td.add(td.sqrt(td.div(v, bc2)), eps));
+        const update = weightDecay === 0 ? direction : td.add(direction, td.mul(weightDecay, p));
+        return [td.sub(p, td.mul(lr, update)), m, v] as const;
+      });
+      newP.set(name, p1);
+      newM.set(name, m1);
+      newV.set(name, v1);
+    }
+    const pick = (from: Map<string, td.Tensor>) => td.mapTree(params, (_t, name) => from.get(name)!);
+    return {
+      params: pick(newP),
+      state: { step: count, m: pick(newM), v: pick(newV) },
+      gradNorm,
+      clipScale,
+      elementsClipped,
+      lr,
+    };
+  });
+}
+
+/** The moments by checkpoint name: "m.<param name>" and "v.<param name>". The tensors are shared, not copied. */
+export function optimizerStateTensors(state: OptimizerState): Map<string, td.Tensor> {
+  const out = new Map<string, td.Tensor>();
+  for (const [name, t] of td.flattenTree(state.m, "m")) out.set(name, t);
+  for (const [name, t] of td.flattenTree(state.v, "v")) out.set(name, t);
+  return out;
+}
+
+/**
+ * Rebuilds a state from optimizerStateTensors()' names and the saved step. With `params`, checks that the
+ * moments match them name for name, shape for shape and dtype for dtype (e.g. when resuming a checkpoint).
+ * The tensors are used as they are (not copied).
+ */
+export function optimizerStateFromTensors<P extends td.TensorTreeOf>(
+  tensors: Iterable<[string, td.Tensor]>,
+  step: number,
+  params?: P,
+): OptimizerState<P> {
+  if (!(Number.isInteger(step) && step >= 0)) throw new Error(`optimizer: step must be an integer >= 0, got ${step}`);
+  const m: [string, td.Tensor][] = [];
+  const v: [string, td.Tensor][] = [];
+  for (const [name, t] of tensors) {
+    if (name.startsWith("m.")) m.push([name.slice(2), t]);
+    else if (name.startsWith("v.")) v.push([name.slice(2), t]);
+    else throw new Error(`optimizer: unexpected state tensor '${name}' (expected m.* or v.*)`);
+  }
+  const state = { step, m: td.unflattenTree(m) as P, v: td.unflattenTree(v) as P };
+  if (params) {
+    const flatP = td.flattenTree(params);
+    const names = [...flatP.keys()];
+    leavesOf(state.m, "state.m", names, flatP);
+    leavesOf(state.v, "state.v", names, flatP);
+  }
+  return state;
+}

@@ -1,0 +1,163 @@
+// The training loop: one tidy scope per step (memory stays flat), randomness derived from
+// (seed, step) alone (so a resumed run equals an uninterrupted one), checkpoints on a schedule.
+import * as td from "../engine/index.ts";
+import type { DigitsDataset } from "../data/digits.ts";
+import { makeSchedule, type NoiseSchedule } from "../diffusion/schedules.ts";
+import { initUNet, unetForward, type UNetParams } from "../nn/unet.ts";
+import type { TrainConfig } from "./config.ts";
+import { diffusionLoss } from "./loss.ts";
+import { emaUpdate } from "./ema.ts";
+import { initOptimizerState, optimizerStep, type OptimizerState } from "./optimizer.ts";
+import { sampleProgressiveTimesteps, sampleUniformTimesteps } from "./timestep-sampling.ts";
+
+export interface TrainingRun {
+  config: TrainConfig;
+  schedule: NoiseSchedule;
+  params: UNetParams;
+  optimizer: OptimizerState;
+  ema: UNetParams | null;
+  /** Steps done so far. */
+  step: number;
+  /** The tutorial's smoothed loss (EMA with 0.99) after each step. */
+  lossHistory: number[];
+}
+
+export interface StepReport {
+  step: number;
+  loss: number;
+  smoothedLoss: number;
+  lr: number;
+  gradNorm: number;
+}
+
+/** JSON part of a checkpoint; the tensors go to safetensors. */
+export interface TrainingCheckpointState {
+  optimizerStep: number;
+  lossHistory: number[];
+}
+
+export function newRun(config: TrainConfig): TrainingRun {
+  const params = td.keep(initUNet(modelConfigOf(config), td.random.foldIn(td.random.key(config.seed), 0xc0ffee)));
+  return {
+    config,
+    schedule: makeSchedule(config.schedule),
+    params,
+    optimizer: td.keep(initOptimizerState(params)),
+    ema: config.emaDecay === null ? null : td.keep(td.mapTree(params, (t) => td.mul(t, 1))),
+    step: 0,
+    lossHistory: [],
+  };
+}
+
+export function modelConfigOf(config: TrainConfig) {
+  return { ...config.model, numClasses: config.conditional ? 10 : 0 };
+}
+
+/** Per-step randomness: a key that depends on (seed, step) only. */
+function stepKeys(config: TrainConfig, step: number): [td.random.RandomKey, td.random.RandomKey, td.random.RandomKey, td.random.RandomKey] {
+  const key = td.random.foldIn(td.random.key(config.seed), step + 1);
+  return td.random.split(key, 4) as [td.random.RandomKey, td.random.RandomKey, td.random.RandomKey, td.random.RandomKey];
+}
+
+/** Indices of the batch: everything (tutorial), or a random subset without replacement. */
+function batchIndices(count: number, batchSize: number | "full", key: td.random.RandomKey): Int32Array {
+  if (batchSize === "full" || batchSize >= count) return Int32Array.from({ length: count }, (_, i) => i);
+  const u = td.random.uniformArray(key, count);
+  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => u[a]! - u[b]!);
+  return Int32Array.from(order.slice(0, batchSize));
+}
+
+export function trainStep(run: TrainingRun, data: DigitsDataset): StepReport {
+  const { config, schedule } = run;
+  const [kBatch, kTime, kNoise, kLabel] = stepKeys(config, run.step);
+  const idx = batchIndices(data.count, config.batchSize, kBatch);
+  const b = idx.length;
+  const T = schedule.numSteps;
+  const uniform = (key: td.random.RandomKey) => (n: number) => td.random.uniformArray(key, n);
+  const t = config.timesteps === "progressive"
+    ? sampleProgressiveTimesteps(run.step, config.steps - 1, T, b, uniform(kTime))
+    : sampleUniformTimesteps(T, b, uniform(kTime));
+  let labels: Int32Array | undefined;
+  if (config.conditional) {
+    const drop = td.random.uniformArray(kLabel, b);
+    labels = Int32Array.from(idx, (i, k) => (drop[k]! < config.labelDropout ? -1 : data.labels[i]!));
+  }
+  const pixels = new Float32Array(b * 64);
+  idx.forEach((i, k) => pixels.set(data.images.subarray(i * 64, (i + 1) * 64), k * 64));
+
+  const old = { params: run.params, optimizer: run.optimizer, ema: run.ema };
+  const result = td.tidy(() => {
+    const images = td.tensor(pixels, [b, 8, 8, 1]);
+    const noise = td.random.normal(kNoise, [b, 8, 8, 1]);
+    const model = (p: UNetParams, x: td.Tensor, tt: Int32Array, l?: Int32Array) => unetForward(p, x, tt, { labels: l });
+    const { value, grads } = td.valueAndGrad((p: UNetParams) =>
+      diffusionLoss(model, p, {
+        images, t, noise, labels,
+        sqrtAlphaCumulative: schedule.sqrtAlphaCumulative,
+        sqrtOneMinusAlphaCumulative: schedule.sqrtOneMinusAlphaCumulative,
+      }, { penaltyWeight: config.penaltyWeight }).total,
+    )(run.params);
+    const update = td.noGrad(() => optimizerStep(run.params, grads, run.optimizer, config.optimizer));
+    const ema = run.ema && config.emaDecay !== null
+      ? td.noGrad(() => emaUpdate(run.ema!, update.params, run.step, { decay: config.emaDecay! }))
+      : null;
+    return { loss: value.item(), params: update.params, optimizer: update.state, ema, lr: update.lr, gradNorm: update.gradNorm };
+  });
+  run.params = td.keep(result.params);
+  run.optimizer = td.keep(result.optimizer);
+  run.ema = result.ema ? td.keep(result.ema) : null;
+  disposeReplaced(old, run);
+  run.step++;
+  const previous = run.lossHistory[run.lossHistory.length - 1];
+  const smoothed = previous === undefined ? result.loss : 0.99 * previous + 0.01 * result.loss;
+  run.lossHistory.push(smoothed);
+  return { step: run.step, loss: result.loss, smoothedLoss: smoothed, lr: result.lr, gradNorm: result.gradNorm };
+}
+
+/** Frees tensors of the previous state that the new state does not reuse. */
+function disposeReplaced(old: object, now: object): void {
+  const live = new Set<td.Tensor>();
+  collect(now, live);
+  const stale = new Set<td.Tensor>();
+  collect(old, stale);
+  for (const t of stale) if (!live.has(t)) t.dispose();
+}
+
+function collect(tree: unknown, into: Set<td.Tensor>): void {
+  if (tree instanceof td.Tensor) into.add(tree);
+  else if (tree && typeof tree === "object") for (const v of Object.values(tree)) collect(v, into);
+}
+
+/** Names -> tensors of everything a checkpoint must hold to resume exactly. */
+export function trainingTensors(run: TrainingRun): Map<string, td.Tensor> {
+  const out = new Map<string, td.Tensor>();
+  for (const [name, t] of td.flattenTree(run.optimizer.m)) out.set(`m.${name}`, t);
+  for (const [name, t] of td.flattenTree(run.optimizer.v)) out.set(`v.${name}`, t);
+  if (run.ema) for (const [name, t] of td.flattenTree(run.ema)) out.set(`ema.${name}`, t);
+  return out;
+}
+
+export function checkpointState(run: TrainingRun): TrainingCheckpointState {
+  return { optimizerStep: run.optimizer.step, lossHistory: run.lossHistory };
+}
+
+/** Rebuilds a run from checkpoint tensors (already checked against the model's names and shapes). */
+export function restoreRun(config: TrainConfig, step: number, state: TrainingCheckpointState, model: Map<string, td.Tensor>, training: Map<string, td.Tensor>): TrainingRun {
+  const prefixed = (prefix: string) =>
+    td.unflattenTree([...training].filter(([n]) => n.startsWith(prefix)).map(([n, t]) => [n.slice(prefix.length), t] as [string, td.Tensor])) as UNetParams;
+  const hasEma = [...training.keys()].some((n) => n.startsWith("ema."));
+  return {
+    config,
+    schedule: makeSchedule(config.schedule),
+    params: td.unflattenTree(model) as UNetParams,
+    optimizer: { step: state.optimizerStep, m: prefixed("m."), v: prefixed("v.") },
+    ema: config.emaDecay !== null && hasEma ? prefixed("ema.") : null,
+    step,
+    lossHistory: [...state.lossHistory],
+  };
+}
+
+/** The weights to sample with: the EMA when there is one. */
+export function samplingParams(run: TrainingRun): UNetParams {
+  return run.ema ?? run.params;
+}
