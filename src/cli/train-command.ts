@@ -20,6 +20,7 @@ export interface TrainOptions {
   batch?: number | "full";
   seed?: number;
   penalty?: number;
+  diffusionSteps?: number;
   conditional?: boolean;
   checkpointEvery?: number;
   out: string;
@@ -41,6 +42,7 @@ export function buildConfig(o: TrainOptions): TrainConfig {
   if (o.batch !== undefined) config.batchSize = o.batch;
   if (o.seed !== undefined) config.seed = o.seed;
   if (o.penalty !== undefined) config.penaltyWeight = o.penalty;
+  if (o.diffusionSteps !== undefined) config.schedule = { ...config.schedule, numSteps: o.diffusionSteps };
   if (o.conditional !== undefined) config.conditional = o.conditional;
   if (config.conditional && config.labelDropout === 0) config.labelDropout = 0.1;
   if (o.checkpointEvery !== undefined) config.checkpointEvery = o.checkpointEvery;
@@ -68,6 +70,8 @@ function resumeRun(dir: string, o: TrainOptions): TrainingRun {
   if (o.digit !== undefined && o.digit !== config.digit) conflicts.push(`--digit ${o.digit} (checkpoint: ${config.digit})`);
   if (o.batch !== undefined && o.batch !== config.batchSize) conflicts.push(`--batch ${o.batch} (checkpoint: ${config.batchSize})`);
   if (o.seed !== undefined && o.seed !== config.seed) conflicts.push(`--seed ${o.seed} (checkpoint: ${config.seed})`);
+  if (o.penalty !== undefined && o.penalty !== config.penaltyWeight) conflicts.push(`--penalty ${o.penalty} (checkpoint: ${config.penaltyWeight})`);
+  if (o.diffusionSteps !== undefined && o.diffusionSteps !== config.schedule.numSteps) conflicts.push(`--diffusion-steps ${o.diffusionSteps} (checkpoint: ${config.schedule.numSteps})`);
   if (conflicts.length) throw new UserError(`--resume: options differ from the checkpoint: ${conflicts.join(", ")}`);
   if (o.steps !== undefined) config.steps = o.steps;
   const expected = td.tidy(() => td.flattenTree(initUNet(modelConfigOf(config), td.random.key(0))));

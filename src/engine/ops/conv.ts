@@ -41,6 +41,8 @@ export function conv2d(x: Tensor, kernel: Tensor, pad?: number): Tensor {
 export function conv2dKernelGrad(x: Tensor, g: Tensor, kh: number, kw: number, pad: number): Tensor {
   checkRank("conv2dKernelGrad", x, 4, "input");
   checkRank("conv2dKernelGrad", g, 4, "output gradient");
+  checkSameDtype("conv2dKernelGrad", x, g);
+  checkFloat("conv2dKernelGrad", x);
   const args = convArgs("conv2dKernelGrad", x.shape, kh, kw, g.shape[3]!, pad);
   if (g.shape[0] !== args.b || g.shape[1] !== args.oh || g.shape[2] !== args.ow) {
     throw new Error(`conv2dKernelGrad: output gradient ${shapeString(g.shape)} does not match input ${shapeString(x.shape)}`);

@@ -46,8 +46,9 @@ export function max(x: Tensor, axes?: number | readonly number[], keepDims = fal
 
 /** Repeats x along size-1 (or missing leading) axes to `shape`. */
 export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
-  const padded = padShape(x.shape, shape.length);
-  if (padded.some((d, i) => d !== 1 && d !== shape[i])) {
+  // A target of lower rank is an error too (padShape would get a negative count).
+  const padded = padShape(x.shape, Math.max(shape.length, x.rank));
+  if (x.rank > shape.length || padded.some((d, i) => d !== 1 && d !== shape[i])) {
     throw new Error(`broadcastTo: cannot broadcast [${x.shape.join(",")}] to [${shape.join(",")}]`);
   }
   const out = emptyTensor(shape, x.dtype, "broadcastTo");

@@ -92,7 +92,11 @@ export function scatterAddFlat(g: Tensor, index: Tensor, shape: readonly number[
   if (index.size !== g.size) throw new Error(`scatterAddFlat: ${g.size} values for ${index.size} indices`);
   const out = emptyTensor(shape, g.dtype, "scatterAddFlat");
   getBackend().scatterAdd(g.data, index.data as Int32Array, out.data);
-  return record(out, "scatterAddFlat", [g], (h) => [gatherFlat(h, index, true)]);
+  // gatherFlat gives index's shape; g may have another shape of the same size.
+  return record(out, "scatterAddFlat", [g], (h) => {
+    const back = gatherFlat(h, index, true);
+    return [back.rank === g.rank && back.shape.every((d, i) => d === g.shape[i]) ? back : reshape(back, g.shape)];
+  });
 }
 
 /** Selects entries along an axis: take(x, [2,0], 0) = [x[2], x[0]]. */

@@ -25,6 +25,10 @@ export function copyBox(src: TypedArray, srcShape: Shape, srcBegin: readonly num
   const rank = size.length;
   const total = size.reduce((p, d) => p * d, 1);
   if (total === 0) return;
+  if (rank === 0) {
+    dst[0] = src[0]!; // a scalar: the odometer below needs at least one axis
+    return;
+  }
   const ss = stridesOf(srcShape);
   const ds = stridesOf(dstShape);
   let s = srcBegin.reduce((acc, b, i) => acc + b * ss[i]!, 0);
