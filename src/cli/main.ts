@@ -83,7 +83,11 @@ export function buildProgram(log: (line: string) => void = (l) => console.log(l)
     .option("--seed <S>", "random seed", intArg("--seed", false), 0)
     .option("--steps <K>", "sampler steps (default: all T steps for ddpm, 50 for ddim)", intArg("--steps"))
     .addOption(new Option("--sampler <kind>", "reverse process").choices(["ddpm", "ddim"]).default("ddpm"))
-    .option("--label <d>", "digit to generate with a conditional model (0-9)", intArg("--label", false))
+    .option("--class <d>", "digit to generate with a conditional model: 0-9, or 'all' (cycles 0-9 and writes FILE.labels.npy)", (value: string) => {
+      if (value === "all") return "all";
+      if (!/^[0-9]$/.test(value)) throw new InvalidArgumentError(`--class must be 0-9 or 'all', got '${value}'`);
+      return Number(value);
+    })
     .option("--guidance <w>", "classifier-free guidance scale (conditional models)", numberArg("--guidance", (n) => n >= 0, "a number >= 0"))
     .option("--raw-weights", "sample with the raw weights even when the checkpoint has EMA weights")
     .addOption(backendOption())
@@ -92,6 +96,27 @@ export function buildProgram(log: (line: string) => void = (l) => console.log(l)
       const { runSample } = await import("./sample-command.ts");
       await runSample({ ...opts, log });
       backend.dispose?.();
+    });
+
+  program
+    .command("eval")
+    .description("score generated images (a .npy from sample) with a digit classifier: accuracy, FID, copy check")
+    .argument("<samples.npy>", "float32 [N,8,8] (or [N,64], [N,8,8,1]) in [0,1], as sample writes")
+    .option("--class <d>", "the digit every sample should be (0-9)", (value: string) => {
+      if (!/^[0-9]$/.test(value)) throw new InvalidArgumentError(`--class must be a digit 0-9, got '${value}'`);
+      return Number(value);
+    })
+    .option("--labels <file.npy>", "one expected digit per sample: int32 (or integer float) [N]")
+    .addOption(new Option("--reference <set>", "real images to compare with").choices(["test", "train"]).default("test"))
+    .option("--train-split <d>", "the split the model was trained on, 0-9 or 'all' (default: --class, else all)", (value: string) => {
+      if (value === "all") return "all";
+      if (!/^[0-9]$/.test(value)) throw new InvalidArgumentError(`--train-split must be 0-9 or 'all', got '${value}'`);
+      return Number(value);
+    })
+    .option("--json", "print the report as one JSON line")
+    .action(async (samples: string, opts) => {
+      const { runEval } = await import("./eval-command.ts");
+      await runEval({ samples, ...opts, log });
     });
 
   program

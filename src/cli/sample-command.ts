@@ -18,25 +18,24 @@ export interface SampleCommandOptions {
   seed: number;
   steps?: number;
   sampler: "ddpm" | "ddim";
-  label?: number;
+  class?: number | "all";
   guidance?: number;
   rawWeights?: boolean;
   log: (line: string) => void;
 }
 
 /** Model outputs clipped to [0, 1] (pixel/16 units), as float32 [N, 8, 8]. */
-export function generateImages(o: Omit<SampleCommandOptions, "out" | "log" | "png">): { images: Float32Array; info: string } {
+export function generateImages(o: Omit<SampleCommandOptions, "out" | "log" | "png">): { images: Float32Array; info: string; labels?: Int32Array } {
   const loaded = loadModel(o.checkpoint, { rawWeights: o.rawWeights });
   const conditional = (loaded.config.model.numClasses ?? 0) > 0 || loaded.config.conditional;
-  if ((o.label !== undefined || o.guidance !== undefined) && !conditional) {
-    throw new UserError("--label/--guidance need a conditional model (train with --digit all --conditional)");
+  if ((o.class !== undefined || o.guidance !== undefined) && !conditional) {
+    throw new UserError("--class/--guidance need a conditional model (train with --digit all --conditional)");
   }
-  if (o.label !== undefined && o.label > 9) throw new UserError(`--label must be 0-9, got ${o.label}`);
   const sampler: SamplerConfig = { kind: o.sampler, ...(o.steps !== undefined ? { steps: o.steps } : {}) };
   if (o.steps !== undefined && o.steps > loaded.schedule.numSteps) {
     throw new UserError(`--steps ${o.steps} exceeds the model's ${loaded.schedule.numSteps} diffusion steps`);
   }
-  const labels = conditional ? Array.from({ length: o.n }, (_, i) => o.label ?? i % 10) : undefined;
+  const labels = conditional ? Int32Array.from({ length: o.n }, (_, i) => (o.class === undefined || o.class === "all" ? i % 10 : o.class)) : undefined;
   const images = td.tidy(() => {
     const x = sample({
       model: noiseModel(loaded.params),
@@ -51,19 +50,22 @@ export function generateImages(o: Omit<SampleCommandOptions, "out" | "log" | "pn
   });
   td.dispose(loaded.params);
   const info = `${o.n} samples, ${o.sampler}${o.steps ? ` ${o.steps} steps` : ""}, step-${loaded.step} ${loaded.usedEma ? "EMA " : ""}weights`;
-  return { images, info };
+  return { images, info, labels };
 }
 
 export async function runSample(o: SampleCommandOptions): Promise<void> {
   if (!o.out.endsWith(".npy")) throw new UserError(`--out must name a .npy file, got '${o.out}'`);
   if (o.png !== undefined && !o.png.endsWith(".png")) throw new UserError(`--png must name a .png file, got '${o.png}'`);
   const started = performance.now();
-  const { images, info } = generateImages(o);
+  const { images, info, labels } = generateImages(o);
   mkdirSync(dirname(o.out), { recursive: true });
   writeFileAtomicSync(o.out, encodeNpy(images, [o.n, 8, 8]));
+  // The class of each sample, for `eval --labels`.
+  const labelsFile = labels ? o.out.replace(/\.npy$/, ".labels.npy") : undefined;
+  if (labels && labelsFile) writeFileAtomicSync(labelsFile, encodeNpy(labels, [o.n]));
   if (o.png) {
     mkdirSync(dirname(o.png), { recursive: true });
     writeFileAtomicSync(o.png, imageGridPng(images, o.n, 8, 8, { invert: true }));
   }
-  o.log(`${info} in ${((performance.now() - started) / 1000).toFixed(1)} s -> ${o.out}${o.png ? ` and ${o.png}` : ""}`);
+  o.log(`${info} in ${((performance.now() - started) / 1000).toFixed(1)} s -> ${o.out}${o.png ? ` and ${o.png}` : ""}${labelsFile ? ` (labels: ${labelsFile})` : ""}`);
 }

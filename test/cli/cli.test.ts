@@ -96,7 +96,7 @@ describe("tiny-diffusion CLI", () => {
 
     assertOneLineError(cli(["sample", "--checkpoint", run, "--out", join(dir, "x.txt")]), /--out must name a \.npy file/);
     assertOneLineError(cli(["sample", "--checkpoint", run, "--out", npy, "--steps", "41"]), /exceeds the model's 40 diffusion steps/);
-    assertOneLineError(cli(["sample", "--checkpoint", run, "--out", npy, "--label", "3"]), /need a conditional model/);
+    assertOneLineError(cli(["sample", "--checkpoint", run, "--out", npy, "--class", "3"]), /need a conditional model/);
 
     // A corrupted weights file is refused with a message naming the problem.
     const weights = join(run, "checkpoint", manifest.files.model.replace("0000004", "0000006"));
