@@ -6,8 +6,8 @@ import { makeSchedule, type NoiseSchedule } from "../diffusion/schedules.ts";
 import { initUNet, unetForward, type UNetParams } from "../nn/unet.ts";
 import type { TrainConfig } from "./config.ts";
 import { diffusionLoss } from "./loss.ts";
-import { emaUpdate } from "./ema.ts";
-import { initOptimizerState, optimizerStep, type OptimizerState } from "./optimizer.ts";
+import { emaUpdate, initEma } from "./ema.ts";
+import { initOptimizerState, optimizerStateFromTensors, optimizerStateTensors, optimizerStep, type OptimizerState } from "./optimizer.ts";
 import { sampleProgressiveTimesteps, sampleUniformTimesteps } from "./timestep-sampling.ts";
 
 export interface TrainingRun {
@@ -43,7 +43,7 @@ export function newRun(config: TrainConfig): TrainingRun {
     schedule: makeSchedule(config.schedule),
     params,
     optimizer: td.keep(initOptimizerState(params)),
-    ema: config.emaDecay === null ? null : td.keep(td.mapTree(params, (t) => td.mul(t, 1))),
+    ema: config.emaDecay === null ? null : td.keep(initEma(params)),
     step: 0,
     lossHistory: [],
   };
@@ -130,10 +130,8 @@ function collect(tree: unknown, into: Set<td.Tensor>): void {
 
 /** Names -> tensors of everything a checkpoint must hold to resume exactly. */
 export function trainingTensors(run: TrainingRun): Map<string, td.Tensor> {
-  const out = new Map<string, td.Tensor>();
-  for (const [name, t] of td.flattenTree(run.optimizer.m)) out.set(`m.${name}`, t);
-  for (const [name, t] of td.flattenTree(run.optimizer.v)) out.set(`v.${name}`, t);
-  if (run.ema) for (const [name, t] of td.flattenTree(run.ema)) out.set(`ema.${name}`, t);
+  const out = optimizerStateTensors(run.optimizer);
+  if (run.ema) for (const [name, t] of td.flattenTree(run.ema, "ema")) out.set(name, t);
   return out;
 }
 
@@ -143,15 +141,15 @@ export function checkpointState(run: TrainingRun): TrainingCheckpointState {
 
 /** Rebuilds a run from checkpoint tensors (already checked against the model's names and shapes). */
 export function restoreRun(config: TrainConfig, step: number, state: TrainingCheckpointState, model: Map<string, td.Tensor>, training: Map<string, td.Tensor>): TrainingRun {
-  const prefixed = (prefix: string) =>
-    td.unflattenTree([...training].filter(([n]) => n.startsWith(prefix)).map(([n, t]) => [n.slice(prefix.length), t] as [string, td.Tensor])) as UNetParams;
-  const hasEma = [...training.keys()].some((n) => n.startsWith("ema."));
+  const optimizerEntries = [...training].filter(([n]) => n.startsWith("m.") || n.startsWith("v."));
+  const emaEntries = [...training].filter(([n]) => n.startsWith("ema.")).map(([n, t]) => [n.slice(4), t] as [string, td.Tensor]);
+  const params = td.unflattenTree(model) as UNetParams;
   return {
     config,
     schedule: makeSchedule(config.schedule),
-    params: td.unflattenTree(model) as UNetParams,
-    optimizer: { step: state.optimizerStep, m: prefixed("m."), v: prefixed("v.") },
-    ema: config.emaDecay !== null && hasEma ? prefixed("ema.") : null,
+    params,
+    optimizer: optimizerStateFromTensors(optimizerEntries, state.optimizerStep, params),
+    ema: config.emaDecay !== null && emaEntries.length ? (td.unflattenTree(emaEntries) as UNetParams) : null,
     step,
     lossHistory: [...state.lossHistory],
   };
