@@ -1,7 +1,8 @@
 // `tiny-diffusion eval SAMPLES.npy [--class <d> | --labels FILE.npy] [--json]`: how good are generated digits?
 // Reads the images `sample` writes (float32 [N,8,8] in [0,1]; [N,64] and [N,8,8,1] too), scores them with the
 // shipped digit classifier against real held-out digits (src/eval/evaluate.ts) and prints a report with the
-// reference values beside each score, or one JSON line.
+// reference values beside each score, or one JSON line. Without --class/--labels it uses SAMPLES.labels.npy when
+// present (what `sample` writes for a conditional model).
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { decodeNpy, type DecodedNpy } from "../io/npy.ts";
 import type { DigitSelection } from "../data/digits.ts";
@@ -86,7 +87,11 @@ export async function runEval(o: EvalCommandOptions): Promise<EvalReport> {
   if (o.class !== undefined && o.labels !== undefined) throw new UserError("give either --class or --labels, not both");
   if (o.class !== undefined && !(Number.isInteger(o.class) && o.class >= 0 && o.class <= 9)) throw new UserError(`--class must be a digit 0-9, got ${o.class}`);
   const { images, n } = readSamplesNpy(o.samples);
-  const expectedClass = o.labels !== undefined ? readLabelsNpy(o.labels, n) : o.class;
+  // `sample` writes FILE.labels.npy beside a conditional model's FILE.npy: use it when no class is given.
+  const besideLabels = o.samples.endsWith(".npy") ? `${o.samples.slice(0, -4)}.labels.npy` : undefined;
+  const labelsPath = o.labels ?? (o.class === undefined && besideLabels !== undefined && existsSync(besideLabels) ? besideLabels : undefined);
+  const expectedClass = labelsPath !== undefined ? readLabelsNpy(labelsPath, n) : o.class;
+  if (labelsPath !== undefined && o.labels === undefined && !o.json) o.log(`expected classes from ${labelsPath} (written by sample; --class overrides)`);
   // Inconsistent options (e.g. --train-split 3 with --class 5) throw plain one-line errors: main() prints them, exit 1.
   const report = evaluateSamples(images, n, { expectedClass, reference: o.reference, trainSplit: o.trainSplit });
   if (o.json) o.log(JSON.stringify(report));
