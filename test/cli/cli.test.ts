@@ -107,4 +107,23 @@ describe("tiny-diffusion CLI", () => {
     writeFileSync(weights, bytes.subarray(0, 100));
     assertOneLineError(cli(["sample", "--checkpoint", run, "--out", npy]), /checkpoint .*: /);
   });
+
+  test("class-conditional: train on all digits, sample every class with guidance, evaluate", () => {
+    const run = join(dir, "cond");
+    const t = cli(["train", "--digit", "all", "--conditional", "--features", "2", "--steps", "3", "--batch", "16",
+      "--diffusion-steps", "20", "--out", run, "--backend", "cpu", "--no-progress", "--no-pictures"]);
+    assert.equal(t.code, 0, t.stderr);
+    const npy = join(dir, "cond", "s.npy");
+    const s = cli(["sample", "--checkpoint", run, "--n", "20", "--class", "all", "--guidance", "2", "--out", npy,
+      "--sampler", "ddim", "--steps", "5", "--backend", "cpu"]);
+    assert.equal(s.code, 0, s.stderr);
+    const labels = decodeNpy(new Uint8Array(readFileSync(join(dir, "cond", "s.labels.npy"))));
+    assert.deepEqual(Array.from(labels.data), Array.from({ length: 20 }, (_, i) => i % 10));
+    const e = cli(["eval", npy, "--json"]);
+    assert.equal(e.code, 0, e.stderr);
+    const report = JSON.parse(e.stdout.trim().split("\n").pop()!);
+    assert.equal(report.n, 20);
+    assert.ok(Number.isFinite(report.fid));
+  });
 });
+
