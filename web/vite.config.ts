@@ -1,0 +1,29 @@
+// Vite config of the web app (web/): `npm run web` serves it, `npm run build:web` writes web/dist.
+import { fileURLToPath } from "node:url";
+import { defineConfig } from "vite";
+
+const webRoot = fileURLToPath(new URL(".", import.meta.url));
+const repoRoot = fileURLToPath(new URL("..", import.meta.url));
+
+export default defineConfig({
+  root: webRoot,
+  // Relative asset URLs: web/dist works from any path (a sub-folder of a static host, file servers).
+  base: "./",
+  publicDir: "public",
+  build: {
+    outDir: "dist",
+    emptyOutDir: true,
+    target: "es2022",
+    // The digits (data/digits.csv.gz) stay a separate file rather than a base64 string in the bundle.
+    assetsInlineLimit: 0,
+    reportCompressedSize: false,
+  },
+  worker: { format: "es" },
+  server: {
+    host: "127.0.0.1",
+    port: 5173,
+    // The app imports the engine from ../src and the digits from ../data.
+    fs: { allow: [repoRoot] },
+  },
+  preview: { host: "127.0.0.1", port: 4173 },
+});
