@@ -10,9 +10,10 @@ export interface ActiveBackend {
 
 async function tryWasm(): Promise<(td.Backend & { dispose?: () => void }) | null> {
   try {
-    const mod = (await import("../engine/backends/wasm/index.ts")) as { createWasmBackend?: () => Promise<td.Backend & { dispose?: () => void }> };
-    return mod.createWasmBackend ? await mod.createWasmBackend() : null;
-  } catch {
+    const { WasmBackend } = await import("../engine/backends/wasm/index.ts");
+    return await WasmBackend.create();
+  } catch (e) {
+    if (process.env.TINY_DIFFUSION_DEBUG) console.error(e);
     return null;
   }
 }

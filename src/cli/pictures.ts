@@ -53,6 +53,9 @@ export async function writeRunPictures(runDir: string, run: TrainingRun, options
     const start = td.concat([td.random.normal(kSample, [SAMPLES, 8, 8, 1]), noisyTests, td.slice(forward, [STRIP - 1, 0, 0, 0], [1, 8, 8, 1])], 0);
     const { sample, snapshots } = sampleWithSnapshots({
       model: noiseModel(samplingParams(run)), schedule: run.schedule, sampler: DDPM_SAMPLER, key: kSample, x: start,
+      // x0 clipped to the data range at each step: at the cosine schedule's noisiest steps
+      // 1/sqrt(alpha_t) reaches ~30 and would amplify any error in the predicted noise.
+      clipDenoised: true,
     }, [...stripT].reverse().map((t) => (t === 0 ? -1 : t)));
     const last = SAMPLES + reconCount;
     const reverse = snapshots.map((s) => td.slice(s.x, [last, 0, 0, 0], [1, 8, 8, 1]));

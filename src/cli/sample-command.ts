@@ -21,6 +21,8 @@ export interface SampleCommandOptions {
   class?: number | "all";
   guidance?: number;
   rawWeights?: boolean;
+  /** Clip the predicted x0 to the data range [0, 1] at every step (default true). */
+  clip?: boolean;
   log: (line: string) => void;
 }
 
@@ -45,6 +47,7 @@ export function generateImages(o: Omit<SampleCommandOptions, "out" | "log" | "pn
       key: td.random.key(o.seed),
       labels,
       guidanceScale: conditional ? (o.guidance ?? 2) : undefined,
+      clipDenoised: o.clip ?? true,
     });
     return Float32Array.from(x.data, (v) => Math.min(1, Math.max(0, v)));
   });

@@ -7,7 +7,7 @@
 //  * Train: steps run in the tab, the loss text and chart update, pause/resume work, and the downloaded zip is
 //    a CLI checkpoint: it loads with the CLI's loader, holds the same losses as the same run in Node, and
 //    `train --resume` continues it.
-//  * Writes web/screenshot.png.
+//  * Takes a screenshot: into the temp folder, or over web/screenshot.png with UPDATE_SCREENSHOT=1.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
@@ -212,11 +212,11 @@ test("web app in Chromium: generate matches the CLI, train in the tab, download 
     await waitFor("the sampler to restart after Stop", () => document.body.dataset.genState === "ready");
     lap("start and stop a DDPM 1000 run");
 
-    // 1. Exactly `tiny-diffusion sample` (DDIM, no clipping): the CLI's own generateImages in Node.
+    // 1. Exactly `tiny-diffusion sample` (DDIM, --no-clip): the CLI's own generateImages in Node.
     const n = 16, seed = 7;
     const cliCanvas = await generateInPage({ sampler: "ddim", steps: 10, n, seed, clip: false });
     lap("generate in browser (DDIM 10)");
-    const cli = generateImages({ checkpoint: SHIPPED_MODEL, n, seed, steps: 10, sampler: "ddim" });
+    const cli = generateImages({ checkpoint: SHIPPED_MODEL, n, seed, steps: 10, sampler: "ddim", clip: false });
     lap("same samples with the CLI's code in Node");
     compare("DDIM 10 vs tiny-diffusion sample", cliCanvas, cli.images, n);
 
@@ -351,7 +351,7 @@ test("web app in Chromium: generate matches the CLI, train in the tab, download 
     assert.equal(await state("trainStep"), String(options.steps));
 
     await page.evaluate(() => window.scrollTo(0, 0));
-    await page.screenshot({ path: join(ROOT, "web/screenshot.png"), fullPage: true });
+    await page.screenshot({ path: process.env.UPDATE_SCREENSHOT ? join(ROOT, "web/screenshot.png") : join(tmpdir(), "tiny-diffusion-web.png"), fullPage: true });
     lap("screenshot");
     assert.deepEqual(problems, [], `the page logged no errors: ${problems.join("; ")}`);
     t.diagnostic(`timings (ms): ${JSON.stringify(timings)}`);

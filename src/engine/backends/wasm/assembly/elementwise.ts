@@ -1,0 +1,258 @@
+// @ts-nocheck  (AssemblyScript, compiled by scripts/build-wasm.mjs; not part of the TypeScript program)
+// Elementwise, reduction and data-movement kernels on float32 (int32 for indices). Jobs split the flat
+// output range into chunks that the threads take from the job's atomic counter.
+import { binary2d, unarySeg } from "./ops";
+
+const J_COUNTER = 1;
+// Elementwise job fields (i32 slots).
+const E_OP = 2;
+const E_A = 3;
+const E_B = 4;
+const E_O = 5;
+const E_INNER = 6;
+const E_AOS = 7;
+const E_AIS = 8;
+const E_BOS = 9;
+const E_BIS = 10;
+const E_TOTAL = 11;
+const E_CHUNK = 12;
+
+@inline function fld(job: usize, f: i32): i32 {
+  return load<i32>(job + (<usize>f << 2));
+}
+
+/**
+ * out[e] = a[row*aos + i*ais] op b[row*bos + i*bis] for flat output indices e in [e0, e1), where
+ * row = e / inner and i = e % inner (ais, bis are 0 or 1): a partial first row, whole rows, a partial last row.
+ */
+export function binaryRange(op: i32, a: usize, b: usize, o: usize, inner: i32, aos: i32, ais: i32, bos: i32, bis: i32, e0: i32, e1: i32): void {
+  if (e0 >= e1) return;
+  let row = e0 / inner;
+  let i = e0 - row * inner;
+  if (i > 0) {
+    const len = min(inner - i, e1 - e0);
+    binary2d(op, a + (<usize>(row * aos + i * ais) << 2), b + (<usize>(row * bos + i * bis) << 2), o + (<usize>e0 << 2), 1, len, 0, ais, 0, bis);
+    e0 += len;
+    row++;
+  }
+  const rows = (e1 - e0) / inner;
+  if (rows > 0) {
+    binary2d(op, a + (<usize>(row * aos) << 2), b + (<usize>(row * bos) << 2), o + (<usize>e0 << 2), rows, inner, aos, ais, bos, bis);
+    e0 += rows * inner;
+    row += rows;
+  }
+  if (e0 < e1) binary2d(op, a + (<usize>(row * aos) << 2), b + (<usize>(row * bos) << 2), o + (<usize>e0 << 2), 1, e1 - e0, 0, ais, 0, bis);
+}
+
+export function binaryJob(job: usize): void {
+  const total = fld(job, E_TOTAL), chunk = fld(job, E_CHUNK);
+  while (true) {
+    const c = atomic.add<i32>(job + (<usize>J_COUNTER << 2), 1);
+    const e0 = c * chunk;
+    if (e0 >= total) break;
+    binaryRange(fld(job, E_OP), <usize>fld(job, E_A), <usize>fld(job, E_B), <usize>fld(job, E_O), fld(job, E_INNER),
+      fld(job, E_AOS), fld(job, E_AIS), fld(job, E_BOS), fld(job, E_BIS), e0, min(total, e0 + chunk));
+  }
+}
+
+/** out[e] = op(x[e]) for e in [e0, e1); k: the constants table (see math.ts). */
+export function unaryRange(op: i32, x: usize, o: usize, e0: i32, e1: i32, k: usize): void {
+  if (e1 > e0) unarySeg(op, x + (<usize>e0 << 2), o + (<usize>e0 << 2), e1 - e0, k);
+}
+
+export function unaryJob(job: usize): void {
+  const total = fld(job, E_TOTAL), chunk = fld(job, E_CHUNK);
+  while (true) {
+    const c = atomic.add<i32>(job + (<usize>J_COUNTER << 2), 1);
+    const e0 = c * chunk;
+    if (e0 >= total) break;
+    unaryRange(fld(job, E_OP), <usize>fld(job, E_A), <usize>fld(job, E_O), e0, min(total, e0 + chunk), <usize>fld(job, E_B));
+  }
+}
+
+// ---- reductions (sums in double precision, as the reference) --------------------------------------
+/** out[r] = sum (op 0) or max (op 1) of x[r*cols .. r*cols + cols) for rows [r0, r1). */
+export function reduceRows(op: i32, x: usize, r0: i32, r1: i32, cols: i32, out: usize): void {
+  for (let r = r0; r < r1; r++) {
+    const p = x + (<usize>(r * cols) << 2);
+    let c = 0;
+    if (op == 0) {
+      let s0 = f64x2.splat(0), s1 = f64x2.splat(0);
+      for (; c + 4 <= cols; c += 4) {
+        const v = v128.load(p + (<usize>c << 2));
+        s0 = f64x2.add(s0, f64x2.promote_low_f32x4(v));
+        s1 = f64x2.add(s1, f64x2.promote_low_f32x4(v128.shuffle<i64>(v, v, 1, 0)));
+      }
+      s0 = f64x2.add(s0, s1);
+      let s = f64x2.extract_lane(s0, 0) + f64x2.extract_lane(s0, 1);
+      for (; c < cols; c++) s += <f64>load<f32>(p + (<usize>c << 2));
+      store<f32>(out + (<usize>r << 2), <f32>s);
+    } else {
+      let m = f32x4.splat(-Infinity);
+      for (; c + 4 <= cols; c += 4) {
+        const v = v128.load(p + (<usize>c << 2));
+        m = v128.bitselect(v, m, v128.or(f32x4.gt(v, m), f32x4.ne(v, v)));
+      }
+      let s: f32 = -Infinity;
+      for (let l = 0; l < 4; l++) {
+        const v = l == 0 ? f32x4.extract_lane(m, 0) : l == 1 ? f32x4.extract_lane(m, 1) : l == 2 ? f32x4.extract_lane(m, 2) : f32x4.extract_lane(m, 3);
+        if (v > s || v != v) s = v;
+      }
+      for (; c < cols; c++) {
+        const v = load<f32>(p + (<usize>c << 2));
+        if (v > s || v != v) s = v;
+      }
+      store<f32>(out + (<usize>r << 2), s);
+    }
+  }
+}
+
+/**
+ * Column reduction over rows [r0, r1) of x [rows][cols] into acc: sums into f64 acc[cols] (op 0),
+ * maxima into f32 acc[cols] (op 1). `init` starts acc from 0 / -inf.
+ */
+export function reduceColsAcc(op: i32, x: usize, r0: i32, r1: i32, cols: i32, acc: usize, init: i32): void {
+  if (op == 0) {
+    if (init) memory.fill(acc, 0, <usize>cols << 3);
+    for (let r = r0; r < r1; r++) {
+      const p = x + (<usize>(r * cols) << 2);
+      let c = 0;
+      for (; c + 4 <= cols; c += 4) {
+        const v = v128.load(p + (<usize>c << 2));
+        const q = acc + (<usize>c << 3);
+        v128.store(q, f64x2.add(v128.load(q), f64x2.promote_low_f32x4(v)));
+        v128.store(q, f64x2.add(v128.load(q, 16), f64x2.promote_low_f32x4(v128.shuffle<i64>(v, v, 1, 0))), 16);
+      }
+      for (; c < cols; c++) {
+        const q = acc + (<usize>c << 3);
+        store<f64>(q, load<f64>(q) + <f64>load<f32>(p + (<usize>c << 2)));
+      }
+    }
+  } else {
+    if (init) for (let c = 0; c < cols; c++) store<f32>(acc + (<usize>c << 2), -Infinity);
+    for (let r = r0; r < r1; r++) {
+      const p = x + (<usize>(r * cols) << 2);
+      let c = 0;
+      for (; c + 4 <= cols; c += 4) {
+        const v = v128.load(p + (<usize>c << 2));
+        const q = acc + (<usize>c << 2);
+        const m = v128.load(q);
+        v128.store(q, v128.bitselect(v, m, v128.or(f32x4.gt(v, m), f32x4.ne(v, v))));
+      }
+      for (; c < cols; c++) {
+        const v = load<f32>(p + (<usize>c << 2));
+        const q = acc + (<usize>c << 2);
+        const m = load<f32>(q);
+        if (v > m || v != v) store<f32>(q, v);
+      }
+    }
+  }
+}
+
+/** out[c] = f32(acc[c]) for f64 sums (op 0); out = acc for maxima (op 1). */
+export function reduceColsFinish(op: i32, acc: usize, cols: i32, out: usize): void {
+  if (op == 0) for (let c = 0; c < cols; c++) store<f32>(out + (<usize>c << 2), <f32>load<f64>(acc + (<usize>c << 3)));
+  else memory.copy(out, acc, <usize>cols << 2);
+}
+
+/** out[c] = sum / max over rows of x [rows][cols] (acc: scratch of cols f64). */
+export function reduceCols(op: i32, x: usize, rows: i32, cols: i32, out: usize, acc: usize): void {
+  reduceColsAcc(op, x, 0, rows, cols, acc, 1);
+  reduceColsFinish(op, acc, cols, out);
+}
+
+// ---- data movement ----------------------------------------------------------------------------------
+export function gather32(x: usize, index: usize, n: i32, out: usize): void {
+  for (let i = 0; i < n; i++) {
+    const k = load<i32>(index + (<usize>i << 2));
+    store<i32>(out + (<usize>i << 2), load<i32>(x + (<usize>k << 2)));
+  }
+}
+
+/** out = 0 (outN elements); out[index[i]] += g[i]. */
+export function scatterAdd32(g: usize, index: usize, n: i32, out: usize, outN: i32): void {
+  memory.fill(out, 0, <usize>outN << 2);
+  for (let i = 0; i < n; i++) {
+    const q = out + (<usize>load<i32>(index + (<usize>i << 2)) << 2);
+    store<f32>(q, load<f32>(q) + load<f32>(g + (<usize>i << 2)));
+  }
+}
+
+/** out[j][i][t] = x[i][j][t] for x [rows][cols][inner] (a swap of two adjacent axes groups). */
+export function transpose3(x: usize, rows: i32, cols: i32, inner: i32, out: usize): void {
+  const ib = <usize>inner << 2;
+  for (let i = 0; i < rows; i++) {
+    for (let j = 0; j < cols; j++) {
+      const src = x + <usize>(i * cols + j) * ib;
+      const dst = out + <usize>(j * rows + i) * ib;
+      if (inner == 1) store<f32>(dst, load<f32>(src));
+      else memory.copy(dst, src, ib);
+    }
+  }
+}
+
+/**
+ * A strided box copy of 32-bit elements: dst[i0*ds0 + i1*ds1 + i2] = src[i0*ss0 + i1*ss1 + i2] for
+ * i0 < n0, i1 < n1, i2 < n2 (strides in elements; the innermost axis is contiguous in both).
+ */
+export function copy3d(src: usize, dst: usize, n0: i32, n1: i32, n2: i32, ss0: i32, ss1: i32, ds0: i32, ds1: i32): void {
+  const rowBytes = <usize>n2 << 2;
+  for (let i0 = 0; i0 < n0; i0++) {
+    let s = src + (<usize>(i0 * ss0) << 2);
+    let d = dst + (<usize>(i0 * ds0) << 2);
+    const sStep = <usize>ss1 << 2, dStep = <usize>ds1 << 2;
+    if (n2 >= 64) {
+      for (let i1 = 0; i1 < n1; i1++) {
+        memory.copy(d, s, rowBytes);
+        s += sStep;
+        d += dStep;
+      }
+    } else {
+      for (let i1 = 0; i1 < n1; i1++) {
+        let i = 0;
+        for (; i + 4 <= n2; i += 4) v128.store(d + (<usize>i << 2), v128.load(s + (<usize>i << 2)));
+        for (; i < n2; i++) store<i32>(d + (<usize>i << 2), load<i32>(s + (<usize>i << 2)));
+        s += sStep;
+        d += dStep;
+      }
+    }
+  }
+}
+
+/** 2x2 stride-2 max pool with 'SAME' padding on NHWC x [b][h][w][c]; argmax gets flat indices into x. */
+export function maxPool2x2(x: usize, b: i32, h: i32, w: i32, c: i32, out: usize, argmax: usize): void {
+  const oh = (h + 1) >> 1, ow = (w + 1) >> 1;
+  let o: usize = 0;
+  for (let n = 0; n < b; n++) {
+    for (let i = 0; i < oh; i++) {
+      for (let j = 0; j < ow; j++) {
+        const base = ((n * h + 2 * i) * w + 2 * j) * c;
+        const right = 2 * j + 1 < w;
+        const down = 2 * i + 1 < h;
+        for (let q = 0; q < c; q++) {
+          // The reference's order: (0,0), (0,1), (1,0), (1,1); a NaN or a strictly larger value wins.
+          let at = base + q;
+          let best = load<f32>(x + (<usize>at << 2));
+          if (right) {
+            const k = at + c;
+            const v = load<f32>(x + (<usize>k << 2));
+            if (v > best || v != v) { best = v; at = k; }
+          }
+          if (down) {
+            const k0 = base + w * c + q;
+            let v = load<f32>(x + (<usize>k0 << 2));
+            if (v > best || v != v) { best = v; at = k0; }
+            if (right) {
+              const k1 = k0 + c;
+              v = load<f32>(x + (<usize>k1 << 2));
+              if (v > best || v != v) { best = v; at = k1; }
+            }
+          }
+          store<f32>(out + (o << 2), best);
+          store<i32>(argmax + (o << 2), at);
+          o++;
+        }
+      }
+    }
+  }
+}
