@@ -1,7 +1,7 @@
 // tiny-diffusion's tensor engine: public API. It knows nothing about diffusion.
 export type { Backend, DType, Shape, TypedArray } from "./backend.ts";
 export { CpuBackend } from "./backends/cpu/index.ts";
-export { Tensor, tidy, keep, dispose, memory, noGrad, getBackend, setBackend, sizeOf } from "./tensor.ts";
+export { Tensor, tidy, keep, dispose, memory, resetPeakMemory, noGrad, getBackend, setBackend, sizeOf } from "./tensor.ts";
 export type { GradNode } from "./tensor.ts";
 export { gradients, valueAndGrad, grad, gradOfInput } from "./autodiff.ts";
 export type { GradientOptions } from "./autodiff.ts";

@@ -18,9 +18,10 @@ interface EngineState {
   nextId: number;
   live: number;
   liveBytes: number;
+  peakBytes: number;
 }
 
-const state: EngineState = { backend: new CpuBackend(), scopes: [], recording: true, nextId: 1, live: 0, liveBytes: 0 };
+const state: EngineState = { backend: new CpuBackend(), scopes: [], recording: true, nextId: 1, live: 0, liveBytes: 0, peakBytes: 0 };
 
 export function getBackend(): Backend {
   return state.backend;
@@ -66,6 +67,7 @@ export class Tensor {
     this.backend = state.backend;
     state.live++;
     state.liveBytes += storage.byteLength;
+    if (state.liveBytes > state.peakBytes) state.peakBytes = state.liveBytes;
     const scope = state.scopes[state.scopes.length - 1];
     if (scope) scope.add(this);
   }
@@ -167,8 +169,13 @@ export function dispose(tree: unknown): void {
   for (const t of collectTensors(tree)) t.dispose();
 }
 
-export function memory(): { tensors: number; bytes: number } {
-  return { tensors: state.live, bytes: state.liveBytes };
+/** Live tensors and their bytes; peakBytes is the high-water mark since the last resetPeak(). */
+export function memory(): { tensors: number; bytes: number; peakBytes: number } {
+  return { tensors: state.live, bytes: state.liveBytes, peakBytes: state.peakBytes };
+}
+
+export function resetPeakMemory(): void {
+  state.peakBytes = state.liveBytes;
 }
 
 // ---- recording ------------------------------------------------------------
