@@ -5,10 +5,10 @@ import cliProgress from "cli-progress";
 import * as td from "../engine/index.ts";
 import { loadDigitsSplit } from "../data/digits-node.ts";
 import { checkTensorsMatch, isCheckpointDir, loadCheckpoint, saveCheckpoint } from "../io/checkpoint.ts";
-import { initUNet } from "../nn/unet.ts";
+import { expectedModelTensors } from "../train/saved-model.ts";
 import { PRESETS, validateTrainConfig, type PresetName, type TrainConfig } from "../train/config.ts";
 import {
-  checkpointState, modelConfigOf, newRun, restoreRun, trainingTensors, trainStep, type TrainingCheckpointState, type TrainingRun,
+  checkpointState, newRun, restoreRun, trainingTensors, trainStep, type TrainingCheckpointState, type TrainingRun,
 } from "../train/trainer.ts";
 import { UserError } from "./errors.ts";
 
@@ -74,9 +74,12 @@ function resumeRun(dir: string, o: TrainOptions): TrainingRun {
   if (o.diffusionSteps !== undefined && o.diffusionSteps !== config.schedule.numSteps) conflicts.push(`--diffusion-steps ${o.diffusionSteps} (checkpoint: ${config.schedule.numSteps})`);
   if (conflicts.length) throw new UserError(`--resume: options differ from the checkpoint: ${conflicts.join(", ")}`);
   if (o.steps !== undefined) config.steps = o.steps;
-  const expected = td.tidy(() => td.flattenTree(initUNet(modelConfigOf(config), td.random.key(0))));
-  checkTensorsMatch(dir, "model", expected, model);
-  td.dispose([...expected.values()]);
+  const expected = expectedModelTensors(config);
+  try {
+    checkTensorsMatch(dir, "model", expected, model);
+  } finally {
+    td.dispose([...expected.values()]);
+  }
   return restoreRun(config, manifest.step, manifest.state, model, training);
 }
 
