@@ -68,7 +68,9 @@ export async function runSample(o: SampleCommandOptions): Promise<void> {
   if (labels && labelsFile) writeFileAtomicSync(labelsFile, encodeNpy(labels, [o.n]));
   if (o.png) {
     mkdirSync(dirname(o.png), { recursive: true });
-    writeFileAtomicSync(o.png, imageGridPng(images, o.n, 8, 8, { invert: true }));
+    // With --class all the labels cycle 0-9: ten columns put one digit in each.
+    const cols = o.class === "all" ? 10 : undefined;
+    writeFileAtomicSync(o.png, imageGridPng(images, o.n, 8, 8, { invert: true, cols }));
   }
   o.log(`${info} in ${((performance.now() - started) / 1000).toFixed(1)} s -> ${o.out}${o.png ? ` and ${o.png}` : ""}${labelsFile ? ` (labels: ${labelsFile})` : ""}`);
 }
