@@ -1,0 +1,710 @@
+/// <reference types="@webgpu/types" />
+// WebGpuKernels: the engine's kernels (backend.ts) on GPU buffers. Phase 1 of the WebGPU backend: the
+// Tensor frontend still runs on typed arrays; these methods take GpuArrays and only *encode* work.
+//
+// - Every kernel method takes an optional GPUCommandEncoder (default: the kernels' own, created on
+//   demand) and records compute dispatches into one open compute pass; nothing is read back, so a whole
+//   training step can be encoded and then sent with one submit(). download() submits and awaits.
+// - Outputs are passed in (alloc()), as in the Backend interface; an output must not alias an input.
+// - Buffers come from a pool by size class; released buffers are reused in stream order (see buffers.ts).
+// - Parameters go to a uniform arena, one 256-byte slot per dispatch, written once per submit.
+import type { BinaryOp, ConvArgs, MatmulArgs, ReduceOp, Shape, UnaryOp } from "../../backend.ts";
+import { BufferPool, MAP_MODE_READ, ParamArena, USAGE } from "./buffers.ts";
+import { createGpuDevice, type GpuAdapterSummary, type GpuContext, type GpuDeviceOptions } from "./device.ts";
+import { binarySource, selectSource, unarySource } from "./shaders/elementwise.ts";
+import { CONV2D, CONV2D_KERNEL_GRAD, MATMUL } from "./shaders/gemm.ts";
+import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
+import { LAYER_NORM, LAYER_NORM_GRAD_X } from "./shaders/norm.ts";
+import { cumulativeSource, reduceSource } from "./shaders/reduce.ts";
+import { SCAN, SCATTER_COUNT, SCATTER_FILL, SCATTER_UNIQUE, scatterSumSource } from "./shaders/scatter.ts";
+
+export type GpuDType = "float32" | "int32";
+
+/** A typed array living in a GPU buffer (the buffer may be larger: pool size classes). */
+export interface GpuArray {
+  readonly buffer: GPUBuffer;
+  readonly length: number;
+  readonly dtype: GpuDType;
+}
+
+/** An inverse index for scatterAdd built on the CPU: perm[offsets[j] .. offsets[j+1]) are the inputs of output j, in increasing order. */
+export interface ScatterPlan {
+  readonly offsets: GpuArray;
+  readonly perm: GpuArray;
+  readonly inputs: number;
+  readonly outputs: number;
+}
+
+export interface WebGpuKernelsOptions {
+  /**
+   * Matmuls and convolutions with fewer output tiles than this split K across workgroups (partial
+   * products summed afterwards). Default: 256 on a GPU, 4 on a software adapter.
+   */
+  splitKMinWorkgroups?: number;
+  /** The least K each split gets (default 128). */
+  splitKMinLength?: number;
+}
+
+export interface KernelStats {
+  dispatches: number;
+  submits: number;
+  pipelines: number;
+  /** Bytes of storage buffers the pool has created, and how many of them are free. */
+  allocatedBytes: number;
+  freeBytes: number;
+}
+
+type Encoder = GPUCommandEncoder;
+type Grid = [number, number, number];
+
+const MAX_RANK = 8;
+
+function product(xs: readonly number[]): number {
+  let p = 1;
+  for (const x of xs) p *= x;
+  return p;
+}
+
+function stridesOf(shape: Shape): number[] {
+  const s = new Array<number>(shape.length);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    s[i] = acc;
+    acc *= shape[i]!;
+  }
+  return s;
+}
+
+/**
+ * Drops size-1 axes and merges neighbours that are contiguous in every operand (stride[d] ==
+ * stride[d+1] * size[d+1] for each stride list). Returns the merged sizes and stride lists.
+ */
+export function coalesce(sizes: readonly number[], strideLists: readonly (readonly number[])[]): { sizes: number[]; strides: number[][] } {
+  const outSizes: number[] = [];
+  const outStrides: number[][] = strideLists.map(() => []);
+  for (let d = 0; d < sizes.length; d++) {
+    const size = sizes[d]!;
+    if (size === 1) continue;
+    const last = outSizes.length - 1;
+    if (last >= 0 && strideLists.every((s, k) => outStrides[k]![last]! === s[d]! * size)) {
+      outSizes[last] = outSizes[last]! * size;
+      for (let k = 0; k < strideLists.length; k++) outStrides[k]![last] = strideLists[k]![d]!;
+    } else {
+      outSizes.push(size);
+      for (let k = 0; k < strideLists.length; k++) outStrides[k]!.push(strideLists[k]![d]!);
+    }
+  }
+  return { sizes: outSizes, strides: outStrides };
+}
+
+function f32Bits(v: number): number {
+  return new Uint32Array(new Float32Array([v]).buffer)[0]!;
+}
+
+function padTo(xs: readonly number[], n: number): number[] {
+  const out = [...xs];
+  while (out.length < n) out.push(0);
+  return out;
+}
+
+function checkRank(op: string, rank: number): void {
+  if (rank > MAX_RANK) throw new Error(`webgpu ${op}: more than ${MAX_RANK} axes remain after merging contiguous ones (${rank})`);
+}
+
+export class WebGpuKernels {
+  readonly device: GPUDevice;
+  /** Adapter information when created through WebGpuKernels.create(). */
+  readonly info: GpuAdapterSummary | null;
+  private readonly context: GpuContext | null;
+  private readonly pool: BufferPool;
+  private readonly readback: BufferPool;
+  private readonly params: ParamArena;
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly modules = new Map<string, GPUShaderModule>();
+  private readonly passes = new Map<Encoder, GPUComputePassEncoder>();
+  private readonly released = new WeakSet<GpuArray>();
+  private current: Encoder | null = null;
+  private readonly errors: string[] = [];
+  private readonly splitKMinWorkgroups: number;
+  private readonly splitKMinLength: number;
+  private readonly maxGroups: number;
+  private destroyed = false;
+  private dispatchCount = 0;
+  private submitCount = 0;
+
+  constructor(device: GPUDevice, options: WebGpuKernelsOptions = {}, context: GpuContext | null = null) {
+    this.device = device;
+    this.context = context;
+    this.info = context?.info ?? null;
+    this.splitKMinWorkgroups = options.splitKMinWorkgroups ?? (this.info?.software ? 4 : 256);
+    this.splitKMinLength = Math.max(16, options.splitKMinLength ?? 128);
+    this.maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
+    const storage = USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST;
+    this.pool = new BufferPool(device, storage, "td");
+    this.readback = new BufferPool(device, USAGE.MAP_READ | USAGE.COPY_DST, "readback");
+    this.params = new ParamArena(device);
+    device.addEventListener("uncapturederror", (ev) => {
+      this.errors.push((ev as GPUUncapturedErrorEvent).error.message);
+    });
+    void device.lost.then((info) => {
+      if (!this.destroyed && info.reason !== "destroyed") this.errors.push(`device lost (${info.reason}): ${info.message}`);
+    });
+  }
+
+  /** A device on the best adapter (see device.ts) with kernels on it; destroy() releases both. */
+  static async create(options: GpuDeviceOptions & WebGpuKernelsOptions = {}): Promise<WebGpuKernels> {
+    const context = await createGpuDevice(options);
+    return new WebGpuKernels(context.device, options, context);
+  }
+
+  // ---- memory -------------------------------------------------------------------------------
+
+  alloc(dtype: GpuDType | "float64", length: number): GpuArray {
+    if (dtype === "float64") throw new Error("webgpu: float64 is not supported (WGSL has no f64); keep float64 tensors on the CPU");
+    return { buffer: this.pool.acquire(length * 4, false), length, dtype };
+  }
+
+  /** Hands the storage back; commands already encoded may still use it (they run first). */
+  release(a: GpuArray): void {
+    if (this.released.has(a)) throw new Error("webgpu: GpuArray released twice");
+    this.released.add(a);
+    this.pool.release(a.buffer);
+  }
+
+  /** Copies values into a new GPU array (queue.writeBuffer: it happens before any command not yet submitted). */
+  upload(data: Float32Array | Int32Array | Float64Array): GpuArray {
+    if (data instanceof Float64Array) throw new Error("webgpu: float64 is not supported (WGSL has no f64); cast to float32 first");
+    const dtype: GpuDType = data instanceof Float32Array ? "float32" : "int32";
+    const a: GpuArray = { buffer: this.pool.acquire(data.length * 4, true), length: data.length, dtype };
+    if (data.length > 0) {
+      // Views of shared memory (the Wasm heap) are copied first: writeBuffer wants an ordinary buffer.
+      const src = data.buffer instanceof ArrayBuffer ? data : data.slice();
+      this.device.queue.writeBuffer(a.buffer, 0, src.buffer as ArrayBuffer, src.byteOffset, src.byteLength);
+    }
+    return a;
+  }
+
+  /** Submits pending work, then copies the values back. */
+  async download(a: GpuArray): Promise<Float32Array | Int32Array> {
+    const out = a.dtype === "float32" ? new Float32Array(a.length) : new Int32Array(a.length);
+    if (a.length === 0) {
+      this.submit();
+      return out;
+    }
+    const bytes = a.length * 4;
+    const staging = this.readback.acquire(bytes, true);
+    const enc = this.encoder();
+    this.endPass(enc);
+    enc.copyBufferToBuffer(a.buffer, 0, staging, 0, bytes);
+    this.submit();
+    await staging.mapAsync(MAP_MODE_READ, 0, bytes);
+    const mapped = staging.getMappedRange(0, bytes);
+    if (out instanceof Float32Array) out.set(new Float32Array(mapped));
+    else out.set(new Int32Array(mapped));
+    staging.unmap();
+    this.readback.release(staging, true);
+    this.throwIfFailed();
+    return out;
+  }
+
+  // ---- encoding and submission ---------------------------------------------------------------
+
+  /** The kernels' own command encoder (created on demand; submit() sends it). */
+  encoder(): Encoder {
+    this.checkAlive();
+    this.current ??= this.device.createCommandEncoder({ label: "td-kernels" });
+    return this.current;
+  }
+
+  /** Ends the open compute pass on an encoder of your own and finishes it; pass the result to submit(). */
+  finish(enc: Encoder): GPUCommandBuffer {
+    this.endPass(enc);
+    return enc.finish();
+  }
+
+  /**
+   * Writes the parameters of every dispatch encoded since the last submit, then submits the kernels'
+   * own encoder followed by `extra` (command buffers from finish()). Encoders must be submitted in the
+   * order they were encoded in, since released buffers are reused in encoding order.
+   */
+  submit(extra: readonly GPUCommandBuffer[] = []): void {
+    this.checkAlive();
+    const buffers: GPUCommandBuffer[] = [];
+    if (this.current) {
+      buffers.push(this.finish(this.current));
+      this.current = null;
+    }
+    buffers.push(...extra);
+    this.params.flush(this.device.queue);
+    if (buffers.length) this.device.queue.submit(buffers);
+    this.pool.settle();
+    this.submitCount++;
+    this.throwIfFailed();
+  }
+
+  /** Submits and waits until the GPU has finished everything (for timing). */
+  async sync(): Promise<void> {
+    this.submit();
+    await this.device.queue.onSubmittedWorkDone();
+    this.throwIfFailed();
+  }
+
+  stats(): KernelStats {
+    return {
+      dispatches: this.dispatchCount,
+      submits: this.submitCount,
+      pipelines: this.pipelines.size,
+      allocatedBytes: this.pool.allocatedBytes,
+      freeBytes: this.pool.freeBytes(),
+    };
+  }
+
+  /** Frees the pooled buffers that are not in use. */
+  trim(): void {
+    this.pool.trim();
+    this.readback.trim();
+  }
+
+  /** Destroys the device when these kernels created it (create()); otherwise only their own buffers. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.passes.clear();
+    this.current = null;
+    this.pool.trim();
+    this.readback.trim();
+    this.params.destroy();
+    this.context?.destroy();
+  }
+
+  private checkAlive(): void {
+    if (this.destroyed) throw new Error("webgpu: kernels used after destroy()");
+  }
+
+  private throwIfFailed(): void {
+    if (this.errors.length) {
+      const all = this.errors.splice(0);
+      throw new Error(`webgpu: ${all.length} GPU error(s): ${all.join(" | ")}`);
+    }
+  }
+
+  private endPass(enc: Encoder): void {
+    const pass = this.passes.get(enc);
+    if (pass) {
+      pass.end();
+      this.passes.delete(enc);
+    }
+  }
+
+  private pipeline(key: string, source: () => string, entry: string): GPUComputePipeline {
+    const pkey = `${key}@${entry}`;
+    let p = this.pipelines.get(pkey);
+    if (p) return p;
+    let module = this.modules.get(key);
+    if (!module) {
+      module = this.device.createShaderModule({ code: source(), label: key });
+      this.modules.set(key, module);
+      void module.getCompilationInfo().then((info) => {
+        const errs = info.messages.filter((m) => m.type === "error");
+        if (errs.length) this.errors.push(`shader ${key}: ${errs.map((m) => `${m.lineNum}:${m.linePos} ${m.message}`).join("; ")}`);
+      });
+    }
+    p = this.device.createComputePipeline({ layout: "auto", compute: { module, entryPoint: entry }, label: pkey });
+    this.pipelines.set(pkey, p);
+    return p;
+  }
+
+  /** Encodes one dispatch: parameters in binding 0, the buffers in bindings 1, 2, ... */
+  private run(enc: Encoder, key: string, source: () => string, entry: string, params: readonly number[], buffers: readonly GPUBuffer[], grid: Grid): void {
+    this.checkAlive();
+    if (grid[0] === 0 || grid[1] === 0 || grid[2] === 0) return;
+    for (const g of grid) if (g > this.maxGroups) throw new Error(`webgpu ${key}: ${g} workgroups exceed the limit ${this.maxGroups}`);
+    const pipeline = this.pipeline(key, source, entry);
+    const slot = this.params.push(params);
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: slot.buffer, offset: slot.offset, size: ParamArena.SLOT } }];
+    buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
+    const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    let pass = this.passes.get(enc);
+    if (!pass) {
+      pass = enc.beginComputePass();
+      this.passes.set(enc, pass);
+    }
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, bindGroup);
+    pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
+    this.dispatchCount++;
+  }
+
+  /** Workgroups for `groups` 1-D workgroups, folded into x and y. */
+  private groups(groups: number): Grid {
+    if (groups <= this.maxGroups) return [groups, 1, 1];
+    const y = Math.ceil(groups / this.maxGroups);
+    return [Math.ceil(groups / y), y, 1];
+  }
+
+  /** One invocation per element, 256 per workgroup. */
+  private grid(n: number): Grid {
+    return this.groups(Math.ceil(n / 256));
+  }
+
+  private temp(dtype: GpuDType, length: number): GpuArray {
+    return this.alloc(dtype, length);
+  }
+
+  private copy(enc: Encoder, src: GPUBuffer, srcOffset: number, dst: GPUBuffer, dstOffset: number, bytes: number): void {
+    if (bytes === 0) return;
+    this.endPass(enc);
+    enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  private clear(enc: Encoder, buffer: GPUBuffer, bytes: number): void {
+    if (bytes === 0) return;
+    this.endPass(enc);
+    enc.clearBuffer(buffer, 0, bytes);
+  }
+
+  // ---- elementwise ------------------------------------------------------------------------------
+
+  unary(op: UnaryOp, x: GpuArray, out: GpuArray, enc: Encoder = this.encoder()): void {
+    if (x.dtype !== "float32" || out.dtype !== "float32") throw new Error(`webgpu unary ${op}: float32 only`);
+    const n = out.length;
+    this.run(enc, `unary:${op}`, () => unarySource(op), "main", [n], [x.buffer, out.buffer], this.grid(n));
+  }
+
+  /** NumPy broadcasting; aShape, bShape and outShape have equal rank (as Backend.binary). */
+  binary(op: BinaryOp, a: GpuArray, aShape: Shape, b: GpuArray, bShape: Shape, out: GpuArray, outShape: Shape, enc: Encoder = this.encoder()): void {
+    if (a.dtype !== out.dtype || b.dtype !== out.dtype) throw new Error(`webgpu binary ${op}: dtypes ${a.dtype}, ${b.dtype} -> ${out.dtype}`);
+    const n = out.length;
+    if (n === 0) return;
+    const key = `binary:${op}:${out.dtype}`;
+    const source = (): string => binarySource(op, out.dtype);
+    const fullOrOne = (t: GpuArray): boolean => t.length === n || t.length === 1;
+    if (fullOrOne(a) && fullOrOne(b)) {
+      const aStep = a.length === n ? 1 : 0;
+      const bStep = b.length === n ? 1 : 0;
+      this.run(enc, key, source, "flat", [n, 1, aStep, bStep], [a.buffer, b.buffer, out.buffer], this.grid(n));
+      return;
+    }
+    const broadcast = (shape: Shape): number[] => {
+      const s = stridesOf(shape);
+      return outShape.map((d, i) => (shape[i] === d ? s[i]! : 0));
+    };
+    const c = coalesce(outShape, [broadcast(aShape), broadcast(bShape)]);
+    checkRank("binary", c.sizes.length);
+    const params = [n, c.sizes.length, 0, 0, ...padTo(c.sizes, 8), ...padTo(c.strides[0]!, 8), ...padTo(c.strides[1]!, 8)];
+    this.run(enc, key, source, "strided", params, [a.buffer, b.buffer, out.buffer], this.grid(n));
+  }
+
+  /** out = cond != 0 ? a : b, all the same size. */
+  select(cond: GpuArray, a: GpuArray, b: GpuArray, out: GpuArray, enc: Encoder = this.encoder()): void {
+    const n = out.length;
+    this.run(enc, `select:${cond.dtype}`, () => selectSource(cond.dtype), "main", [n], [cond.buffer, a.buffer, b.buffer, out.buffer], this.grid(n));
+  }
+
+  /** Casts float32 <-> int32 (float -> int truncates toward zero); same dtype copies. */
+  cast(x: GpuArray, out: GpuArray, enc: Encoder = this.encoder()): void {
+    const n = out.length;
+    if (x.dtype === out.dtype) {
+      this.copy(enc, x.buffer, 0, out.buffer, 0, n * 4);
+      return;
+    }
+    this.run(enc, `cast:${x.dtype}`, () => castSource(x.dtype), "main", [n], [x.buffer, out.buffer], this.grid(n));
+  }
+
+  fill(out: GpuArray, value: number, enc: Encoder = this.encoder()): void {
+    const n = out.length;
+    const bits = out.dtype === "float32" ? f32Bits(value) : new Int32Array([value])[0]! >>> 0;
+    if (bits === 0) {
+      this.clear(enc, out.buffer, n * 4);
+      return;
+    }
+    this.run(enc, "fill", () => FILL, "main", [n, bits], [out.buffer], this.grid(n));
+  }
+
+  // ---- reductions -------------------------------------------------------------------------------
+
+  /** Reduces the given axes (sorted) of x; out has x's shape with those axes set to 1. */
+  reduce(op: ReduceOp, x: GpuArray, shape: Shape, axes: readonly number[], out: GpuArray, enc: Encoder = this.encoder()): void {
+    if (x.dtype !== out.dtype) throw new Error(`webgpu reduce: dtypes ${x.dtype} -> ${out.dtype}`);
+    const dtype = x.dtype;
+    if (out.length === 0) return;
+    if (x.length === 0) {
+      // Empty reductions: 0 for sum, -Infinity for max (0 in int32, as the reference's Int32Array store).
+      this.fill(out, op === "sum" || dtype === "int32" ? 0 : -Infinity, enc);
+      return;
+    }
+    const reduced = new Set(axes);
+    const strides = stridesOf(shape);
+    const kept: [number, number][] = [];
+    const red: [number, number][] = [];
+    let lastKind: boolean | null = null;
+    for (let d = 0; d < shape.length; d++) {
+      const size = shape[d]!;
+      if (size === 1) continue;
+      const isRed = reduced.has(d);
+      const list = isRed ? red : kept;
+      if (lastKind === isRed) list[list.length - 1] = [list[list.length - 1]![0] * size, strides[d]!];
+      else list.push([size, strides[d]!]);
+      lastKind = isRed;
+    }
+    if (red.length === 0) {
+      this.copy(enc, x.buffer, 0, out.buffer, 0, out.length * 4);
+      return;
+    }
+    if (kept.length > 4 || red.length > 4) throw new Error(`webgpu reduce: too many alternating axis groups in ${JSON.stringify(shape)} over ${JSON.stringify(axes)}`);
+    const outputs = product(kept.map((k) => k[0]));
+    const R = product(red.map((r) => r[0]));
+    const key = `reduce:${op}:${dtype}`;
+    const source = (): string => reduceSource(op, dtype);
+    const base = [
+      outputs, R, kept.length, red.length,
+      ...padTo(kept.map((k) => k[0]), 4), ...padTo(kept.map((k) => k[1]), 4),
+      ...padTo(red.map((r) => r[0]), 4), ...padTo(red.map((r) => r[1]), 4),
+    ];
+    if (outputs >= 2048 || R <= 64) {
+      this.run(enc, key, source, "rows", [...base, 0, 1], [x.buffer, out.buffer], this.grid(outputs));
+      return;
+    }
+    const chunks = Math.min(this.maxGroups, Math.ceil(R / 4096));
+    const chunkLen = Math.ceil(R / chunks);
+    if (chunks === 1) {
+      this.run(enc, key, source, "tree", [...base, chunkLen, 1], [x.buffer, out.buffer], [outputs, 1, 1]);
+      return;
+    }
+    const partial = this.temp(dtype, outputs * chunks);
+    this.run(enc, key, source, "tree", [...base, chunkLen, chunks], [x.buffer, partial.buffer], [outputs, chunks, 1]);
+    this.reduce(op, partial, [outputs, chunks], [1], out, enc);
+    this.release(partial);
+  }
+
+  /** Cumulative sum/product along an axis, optionally from the end (sequential per line, in float32). */
+  cumulative(op: "sum" | "prod", x: GpuArray, shape: Shape, axis: number, reverse: boolean, out: GpuArray, enc: Encoder = this.encoder()): void {
+    const len = shape[axis]!;
+    const inner = product(shape.slice(axis + 1));
+    const lines = len === 0 ? 0 : x.length / len;
+    this.run(enc, `cumulative:${op}:${x.dtype}`, () => cumulativeSource(op, x.dtype), "main", [lines, len, inner, reverse ? 1 : 0], [x.buffer, out.buffer], this.grid(lines));
+  }
+
+  // ---- layer normalization ---------------------------------------------------------------------
+
+  /** Layer normalization of `rows` rows of `cols` values (Backend.layerNorm); one workgroup per row. */
+  layerNorm(x: GpuArray, rows: number, cols: number, scale: GpuArray, bias: GpuArray, eps: number, out: GpuArray, enc: Encoder = this.encoder()): void {
+    if (rows * cols === 0) return;
+    this.run(enc, "layerNorm", () => LAYER_NORM, "main", [rows, cols, f32Bits(eps)], [x.buffer, scale.buffer, bias.buffer, out.buffer], this.groups(rows));
+  }
+
+  /** The input gradient of layerNorm for the output cotangent g (Backend.layerNormGradX). */
+  layerNormGradX(x: GpuArray, g: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray, enc: Encoder = this.encoder()): void {
+    if (rows * cols === 0) return;
+    this.run(enc, "layerNormGradX", () => LAYER_NORM_GRAD_X, "main", [rows, cols, f32Bits(eps)], [x.buffer, g.buffer, scale.buffer, out.buffer], this.groups(rows));
+  }
+
+  // ---- products -----------------------------------------------------------------------------------
+
+  /** How many K splits for a product with `tiles` 64x64 output tiles. */
+  private splitsFor(tiles: number, k: number): number {
+    if (tiles >= this.splitKMinWorkgroups) return 1;
+    return Math.max(1, Math.min(64, Math.ceil((2 * this.splitKMinWorkgroups) / tiles), Math.floor(k / this.splitKMinLength)));
+  }
+
+  /** Runs a GEMM-family kernel with split-K when it has few tiles; `params(kLen)` gives its parameter words. */
+  private gemm(enc: Encoder, key: string, source: string, m: number, n: number, k: number, batch: number, a: GPUBuffer, b: GPUBuffer, out: GpuArray, params: (kLen: number) => number[]): void {
+    const tilesM = Math.ceil(m / 64);
+    const tilesN = Math.ceil(n / 64);
+    let splits = this.splitsFor(tilesM * tilesN * batch, k);
+    const kLen = Math.ceil(Math.ceil(k / splits) / 16) * 16;
+    splits = Math.ceil(k / kLen);
+    if (batch * splits > this.maxGroups) throw new Error(`webgpu ${key}: batch ${batch} x ${splits} splits exceeds ${this.maxGroups} workgroups`);
+    if (splits === 1) {
+      this.run(enc, key, () => source, "main", params(kLen), [a, b, out.buffer], [tilesN, tilesM, batch]);
+      return;
+    }
+    const partial = this.temp("float32", splits * batch * m * n);
+    this.run(enc, key, () => source, "main", params(kLen), [a, b, partial.buffer], [tilesN, tilesM, batch * splits]);
+    this.reduce("sum", partial, [splits, batch * m * n], [0], out, enc);
+    this.release(partial);
+  }
+
+  /** C[b] = op(A[b]) @ op(B[b]) with the Backend's MatmulArgs (batch strides 0 broadcast). */
+  matmul(a: GpuArray, b: GpuArray, out: GpuArray, args: MatmulArgs, enc: Encoder = this.encoder()): void {
+    const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = args;
+    if (batch * m * n === 0) return;
+    if (k === 0) {
+      this.fill(out, 0, enc);
+      return;
+    }
+    this.gemm(enc, "matmul", MATMUL, m, n, k, batch, a.buffer, b.buffer, out, (kLen) => [
+      m, n, k, transA ? 1 : 0, transB ? 1 : 0, aBatchStride, bBatchStride, batch, kLen,
+    ]);
+  }
+
+  /** NHWC x [b,h,w,c] with HWIO kernel [kh,kw,c,o], stride 1, zero padding: implicit GEMM. */
+  conv2d(x: GpuArray, kernel: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder()): void {
+    const { b, h, w, c, kh, kw, o, pad, oh, ow } = args;
+    if (kh === 1 && kw === 1 && pad === 0) {
+      this.matmul(x, kernel, out, { batch: 1, m: b * h * w, n: o, k: c, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 }, enc);
+      return;
+    }
+    const M = b * oh * ow;
+    const K = kh * kw * c;
+    if (M * o === 0) return;
+    this.gemm(enc, "conv2d", CONV2D, M, o, K, 1, x.buffer, kernel.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen]);
+  }
+
+  /** out[kh,kw,c,o] = sum over b,i,j of xpad[b,i+di,j+dj,c] * g[b,i,j,o]: implicit im2col^T @ g. */
+  conv2dKernelGrad(x: GpuArray, g: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder()): void {
+    const { b, h, w, c, kh, kw, o, pad, oh, ow } = args;
+    if (kh === 1 && kw === 1 && pad === 0) {
+      this.matmul(x, g, out, { batch: 1, m: c, n: o, k: b * h * w, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 }, enc);
+      return;
+    }
+    const M = kh * kw * c;
+    const K = b * oh * ow;
+    if (M * o === 0) return;
+    if (K === 0) {
+      this.fill(out, 0, enc);
+      return;
+    }
+    this.gemm(enc, "conv2dKernelGrad", CONV2D_KERNEL_GRAD, M, o, K, 1, x.buffer, g.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen]);
+  }
+
+  // ---- data movement ------------------------------------------------------------------------------
+
+  transpose(x: GpuArray, shape: Shape, perm: readonly number[], out: GpuArray, enc: Encoder = this.encoder()): void {
+    const n = out.length;
+    if (n === 0) return;
+    const inStrides = stridesOf(shape);
+    const c = coalesce(perm.map((p) => shape[p]!), [perm.map((p) => inStrides[p]!)]);
+    if (c.sizes.length <= 1 && (c.sizes.length === 0 || c.strides[0]![0] === 1)) {
+      this.copy(enc, x.buffer, 0, out.buffer, 0, n * 4);
+      return;
+    }
+    checkRank("transpose", c.sizes.length);
+    this.run(enc, "transpose", () => TRANSPOSE, "main", [n, c.sizes.length, 0, 0, ...padTo(c.sizes, 8), ...padTo(c.strides[0]!, 8)], [x.buffer, out.buffer], this.grid(n));
+  }
+
+  /** Copies a box of `size` from src (at srcBegin) into dst (at dstBegin); equal ranks; src and dst distinct. */
+  copyBox(src: GpuArray, srcShape: Shape, srcBegin: readonly number[], dst: GpuArray, dstShape: Shape, dstBegin: readonly number[], size: Shape, enc: Encoder = this.encoder()): void {
+    const total = product(size);
+    if (total === 0) return;
+    const ss = stridesOf(srcShape);
+    const ds = stridesOf(dstShape);
+    const srcBase = srcBegin.reduce((acc, v, i) => acc + v * ss[i]!, 0);
+    const dstBase = dstBegin.reduce((acc, v, i) => acc + v * ds[i]!, 0);
+    const c = coalesce(size, [ss, ds]);
+    const rank = c.sizes.length;
+    if (rank === 0 || (rank === 1 && c.strides[0]![0] === 1 && c.strides[1]![0] === 1)) {
+      this.copy(enc, src.buffer, srcBase * 4, dst.buffer, dstBase * 4, total * 4);
+      return;
+    }
+    checkRank("copyBox", rank);
+    const params = [total, rank, srcBase, dstBase, ...padTo(c.sizes, 8), ...padTo(c.strides[0]!, 8), ...padTo(c.strides[1]!, 8)];
+    this.run(enc, "copyBox", () => COPY_BOX, "main", params, [src.buffer, dst.buffer], this.grid(total));
+  }
+
+  /** out[i] = x[index[i]]. */
+  gather(x: GpuArray, index: GpuArray, out: GpuArray, enc: Encoder = this.encoder()): void {
+    const n = out.length;
+    this.run(enc, "gather", () => GATHER, "main", [n], [x.buffer, index.buffer, out.buffer], this.grid(n));
+  }
+
+  /**
+   * out = 0; out[index[i]] += g[i]. With `unique` (the caller knows no index repeats: maxPool argmax,
+   * flipKernel) it is a plain scatter; otherwise an inverse index is built on the GPU (count, scan,
+   * fill) and each output sums its inputs (see shaders/scatter.ts).
+   */
+  scatterAdd(g: GpuArray, index: GpuArray, out: GpuArray, options: { unique?: boolean } = {}, enc: Encoder = this.encoder()): void {
+    const outputs = out.length;
+    const n = g.length;
+    this.clear(enc, out.buffer, outputs * 4);
+    if (n === 0 || outputs === 0) return;
+    if (options.unique) {
+      this.run(enc, "scatterUnique", () => SCATTER_UNIQUE, "main", [n], [g.buffer, index.buffer, out.buffer], this.grid(n));
+      return;
+    }
+    const offsets = this.temp("int32", outputs + 1);
+    this.clear(enc, offsets.buffer, (outputs + 1) * 4);
+    this.run(enc, "scatterCount", () => SCATTER_COUNT, "main", [n, outputs], [index.buffer, offsets.buffer], this.grid(n));
+    this.scanExclusive(enc, offsets.buffer, outputs + 1);
+    const cursor = this.temp("int32", outputs);
+    this.clear(enc, cursor.buffer, outputs * 4);
+    const perm = this.temp("int32", n);
+    this.run(enc, "scatterFill", () => SCATTER_FILL, "main", [n, outputs], [index.buffer, offsets.buffer, cursor.buffer, perm.buffer], this.grid(n));
+    this.scatterSum(enc, g, perm.buffer, offsets.buffer, out);
+    for (const t of [offsets, cursor, perm]) this.release(t);
+  }
+
+  /** An inverse index built on the CPU for an index known there (upload once, reuse every step). */
+  planScatter(index: Int32Array, outputs: number): ScatterPlan {
+    const counts = new Int32Array(outputs + 1);
+    for (let i = 0; i < index.length; i++) {
+      const j = index[i]!;
+      if (j < 0 || j >= outputs) throw new Error(`webgpu planScatter: index ${j} out of range [0, ${outputs})`);
+      counts[j + 1]!++;
+    }
+    for (let j = 0; j < outputs; j++) counts[j + 1]! += counts[j]!;
+    const cursor = counts.slice(0, outputs);
+    const perm = new Int32Array(index.length);
+    for (let i = 0; i < index.length; i++) perm[cursor[index[i]!]!++] = i;
+    return { offsets: this.upload(counts), perm: this.upload(perm), inputs: index.length, outputs };
+  }
+
+  releasePlan(plan: ScatterPlan): void {
+    this.release(plan.offsets);
+    this.release(plan.perm);
+  }
+
+  /** scatterAdd with an inverse index from planScatter(): one dispatch. */
+  scatterAddPlanned(g: GpuArray, plan: ScatterPlan, out: GpuArray, enc: Encoder = this.encoder()): void {
+    if (g.length !== plan.inputs || out.length !== plan.outputs) throw new Error(`webgpu scatterAddPlanned: plan is for ${plan.inputs} -> ${plan.outputs}, got ${g.length} -> ${out.length}`);
+    if (out.length === 0) return;
+    this.scatterSum(enc, g, plan.perm.buffer, plan.offsets.buffer, out);
+  }
+
+  private scatterSum(enc: Encoder, g: GpuArray, perm: GPUBuffer, offsets: GPUBuffer, out: GpuArray): void {
+    this.run(enc, `scatterSum:${g.dtype}`, () => scatterSumSource(g.dtype), "main", [out.length], [g.buffer, perm, offsets, out.buffer], this.grid(out.length));
+  }
+
+  /** Exclusive prefix sum of n u32 in place: blocks of 1024, block totals scanned recursively. */
+  private scanExclusive(enc: Encoder, data: GPUBuffer, n: number): void {
+    const blocks = Math.ceil(n / 1024);
+    const sums = this.temp("int32", blocks);
+    this.run(enc, "scan", () => SCAN, "scanBlocks", [n], [data, sums.buffer], this.groups(blocks));
+    if (blocks > 1) {
+      this.scanExclusive(enc, sums.buffer, blocks);
+      this.run(enc, "scan", () => SCAN, "addBlockOffsets", [n], [data, sums.buffer], this.grid(n));
+    }
+    this.release(sums);
+  }
+
+  /** 2x2 stride-2 max pool, 'SAME' padding, NHWC; flat argmax indices into x. */
+  maxPool2x2(x: GpuArray, shape: Shape, out: GpuArray, argmax: GpuArray, enc: Encoder = this.encoder()): void {
+    const [, h, w, c] = shape as [number, number, number, number];
+    const n = out.length;
+    const params = [n, h, w, c, Math.ceil(h / 2), Math.ceil(w / 2)];
+    this.run(enc, "maxPool2x2", () => MAX_POOL_2X2, "main", params, [x.buffer, out.buffer, argmax.buffer], this.grid(n));
+  }
+
+  // ---- kernels the frontend builds from index arrays today (so a step needs no CPU-made indices) --------
+
+  /** [kh,kw,c,o] -> [kh,kw,o,c] rotated 180 degrees (ops/conv.ts flipKernel); its own adjoint. */
+  flipKernel(kernel: GpuArray, shape: Shape, out: GpuArray, enc: Encoder = this.encoder()): void {
+    const [kh, kw, c, o] = shape as [number, number, number, number];
+    const n = out.length;
+    this.run(enc, "flipKernel", () => FLIP_KERNEL, "main", [n, kh * kw, c, o], [kernel.buffer, out.buffer], this.grid(n));
+  }
+
+  /** Nearest-neighbour resize of NHWC x [b,h,w,c] to [b,height,width,c] (ops/nn.ts upsampleNearest). */
+  upsampleNearest(x: GpuArray, shape: Shape, height: number, width: number, out: GpuArray, enc: Encoder = this.encoder()): void {
+    const [, h, w, c] = shape as [number, number, number, number];
+    const n = out.length;
+    this.run(enc, "upsampleNearest", () => UPSAMPLE_NEAREST, "main", [n, h, w, c, height, width], [x.buffer, out.buffer], this.grid(n));
+  }
+
+  /** The adjoint of upsampleNearest: g [b,height,width,c] summed back onto [b,h,w,c] (`shape`), gather-style. */
+  upsampleNearestGrad(g: GpuArray, shape: Shape, height: number, width: number, out: GpuArray, enc: Encoder = this.encoder()): void {
+    const [, h, w, c] = shape as [number, number, number, number];
+    const n = out.length;
+    this.run(enc, "upsampleNearestGrad", () => UPSAMPLE_NEAREST_GRAD, "main", [n, h, w, c, height, width], [g.buffer, out.buffer], this.grid(n));
+  }
+}
