@@ -2,7 +2,7 @@
 // backward pass is itself recorded, so its results can be differentiated again.
 import { onesLike, zerosLike } from "./ops/create.ts";
 import { add } from "./ops/elementwise.ts";
-import { shapeString, Tensor, withRecording } from "./tensor.ts";
+import { nextTensorId, shapeString, Tensor, tidy, withNeeded, withRecording } from "./tensor.ts";
 import { flattenTree, mapTree, type TensorTreeOf } from "./tree.ts";
 
 export interface GradientOptions {
@@ -37,31 +37,74 @@ function topologicalOrder(output: Tensor): Tensor[] {
   return order;
 }
 
-/** d(output)/d(inputs); inputs that output does not depend on get zeros. */
+/**
+ * d(output)/d(inputs); inputs that output does not depend on get zeros.
+ *
+ * Without createGraph the backward pass frees as it goes: each node's rule runs in its own tidy scope (its
+ * temporaries are disposed when it returns), and a gradient tensor made by this call is disposed as soon as
+ * no entry of the gradient map holds it any more (its node has run, or it was summed into another) unless it
+ * is a result. Gradients are reference counted because rules share them (add's rule returns [g, g]; sumTo
+ * may return its argument). Tensors made before the call (the seed, forward values) are never freed here.
+ * With createGraph the recorded backward graph references its intermediates, so nothing is freed.
+ */
 export function gradients(output: Tensor, inputs: readonly Tensor[], options: GradientOptions = {}): Tensor[] {
+  const firstOwned = nextTensorId();
   const seed = options.seed ?? onesLike(output);
   if (seed.rank !== output.rank || seed.shape.some((d, i) => d !== output.shape[i])) {
     throw new Error(`gradients: seed ${shapeString(seed.shape)} does not match output ${shapeString(output.shape)}`);
   }
   const createGraph = options.createGraph ?? false;
+  const free = !createGraph;
   const wanted = new Set(inputs);
-  const grads = new Map<Tensor, Tensor>([[output, seed]]);
-  withRecording(createGraph, () => {
-    const order = topologicalOrder(output);
+  const grads = new Map<Tensor, Tensor>();
+  /** How many entries of `grads` hold each tensor. */
+  const refs = new Map<Tensor, number>();
+  const release = (t: Tensor): void => {
+    const n = (refs.get(t) ?? 0) - 1;
+    if (n > 0) return void refs.set(t, n);
+    refs.delete(t);
+    if (free && t.id >= firstOwned) t.dispose();
+  };
+  const setGrad = (t: Tensor, g: Tensor): void => {
+    const previous = grads.get(t);
+    grads.set(t, g);
+    refs.set(g, (refs.get(g) ?? 0) + 1);
+    if (previous) release(previous);
+  };
+  setGrad(output, seed);
+  const order = topologicalOrder(output);
+  // Tensors on a path to an input being differentiated (inputs come before their users in `order`).
+  const needed = new Set<Tensor>();
+  for (const t of order) if (wanted.has(t) || t.node?.inputs.some((x) => needed.has(x))) needed.add(t);
+  withNeeded(needed, () => withRecording(createGraph, () => {
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i]!;
       const g = grads.get(t);
-      if (!g || !t.node) continue;
-      const inputGrads = t.node.backward(g);
-      t.node.inputs.forEach((input, k) => {
+      if (!g || !t.node || !t.node.inputs.some((x) => needed.has(x))) continue;
+      const node = t.node;
+      const inputGrads = free ? tidy(() => node.backward(g)) : node.backward(g);
+      node.inputs.forEach((input, k) => {
         const gi = inputGrads[k];
-        if (!gi || !input.requiresGrad) return;
+        if (!gi || !needed.has(input)) return;
         const previous = grads.get(input);
-        grads.set(input, previous ? add(previous, gi) : gi);
+        setGrad(input, previous ? add(previous, gi) : gi);
       });
+      if (free) {
+        // This node's gradient is consumed; so is every returned gradient that no entry holds.
+        if (!wanted.has(t)) {
+          grads.delete(t);
+          release(g);
+        }
+        for (const gi of inputGrads) if (gi && !refs.has(gi) && gi.id >= firstOwned) gi.dispose();
+      }
     }
-  });
-  return inputs.map((x) => grads.get(x) ?? zerosLike(x));
+  }));
+  const results = inputs.map((x) => grads.get(x) ?? zerosLike(x));
+  if (free) {
+    // Gradients of leaves that were not asked for.
+    for (const [t, g] of grads) if (!wanted.has(t)) release(g);
+  }
+  return results;
 }
 
 /** Marks the tensors of a tree as variables for the duration of fn. */

@@ -8,7 +8,9 @@ export type Shape = readonly number[];
 
 export type UnaryOp =
   | "neg" | "exp" | "log" | "sqrt" | "rsqrt" | "tanh" | "abs" | "sign"
-  | "sin" | "cos" | "square" | "reciprocal" | "step"; // step(x) = x > 0 ? 1 : 0
+  | "sin" | "cos" | "square" | "reciprocal" | "step" // step(x) = x > 0 ? 1 : 0
+  // gelu (tanh approximation) and its first and second derivatives; see backends/cpu/elementwise.ts.
+  | "gelu" | "geluD1" | "geluD2";
 
 export type BinaryOp =
   | "add" | "sub" | "mul" | "div" | "pow" | "maximum" | "minimum"
@@ -62,12 +64,26 @@ export interface Backend {
   /** Copies a box of `size` from src (at srcBegin) into dst (at dstBegin); equal ranks. */
   copyBox(src: TypedArray, srcShape: Shape, srcBegin: readonly number[], dst: TypedArray, dstShape: Shape, dstBegin: readonly number[], size: Shape): void;
   fill(out: TypedArray, value: number): void;
+  /** out[kh-1-i, kw-1-j, q, p] = kernel[i, j, p, q] for an HWIO kernel [kh,kw,c,o] (out: [kh,kw,o,c]). */
+  flipKernel(kernel: TypedArray, kh: number, kw: number, c: number, o: number, out: TypedArray): void;
   /** out[i] = x[index[i]]. */
   gather(x: TypedArray, index: Int32Array, out: TypedArray): void;
   /** out = 0; out[index[i]] += g[i]. */
   scatterAdd(g: TypedArray, index: Int32Array, out: TypedArray): void;
   /** 2x2 stride-2 max pool with 'SAME' padding on NHWC; writes values and flat argmax indices into x. */
   maxPool2x2(x: TypedArray, shape: Shape, out: TypedArray, argmax: Int32Array): void;
+  /**
+   * Layer normalization of `rows` rows of `cols` values (flax LayerNorm with use_fast_variance), statistics
+   * accumulated in float64: mean = E[x], var = max(0, E[x^2] - mean^2) (NaN -> 0, as maximum(var, 0)),
+   * out = (x - mean) * (1 / sqrt(var + eps)) * scale + bias; scale and bias hold `cols` values.
+   */
+  layerNorm(x: TypedArray, rows: number, cols: number, scale: TypedArray, bias: TypedArray, eps: number, out: TypedArray): void;
+  /**
+   * The input gradient of layerNorm for the output cotangent g, per row (statistics of x as in layerNorm,
+   * float64 accumulation): gs = g * scale, xhat = (x - mean) * rstd,
+   * out = rstd * (gs - mean(gs) - xhat * (var >= 0 ? mean(gs * xhat) : 0)).
+   */
+  layerNormGradX(x: TypedArray, g: TypedArray, rows: number, cols: number, scale: TypedArray, eps: number, out: TypedArray): void;
   /** Casts between dtypes (float -> int truncates toward zero). */
   cast(x: TypedArray, out: TypedArray): void;
 }

@@ -13,6 +13,8 @@ export interface GradNode {
 
 interface EngineState {
   backend: Backend;
+  /** During a backward pass: the tensors whose gradients it needs (null: every tensor that requires one). */
+  needed: ReadonlySet<Tensor> | null;
   scopes: Set<Tensor>[];
   recording: boolean;
   nextId: number;
@@ -21,7 +23,7 @@ interface EngineState {
   peakBytes: number;
 }
 
-const state: EngineState = { backend: new CpuBackend(), scopes: [], recording: true, nextId: 1, live: 0, liveBytes: 0, peakBytes: 0 };
+const state: EngineState = { backend: new CpuBackend(), needed: null, scopes: [], recording: true, nextId: 1, live: 0, liveBytes: 0, peakBytes: 0 };
 
 export function getBackend(): Backend {
   return state.backend;
@@ -115,6 +117,11 @@ export class Tensor {
   }
 }
 
+/** The id the next tensor will get: tensors with an id at least this were created afterwards. */
+export function nextTensorId(): number {
+  return state.nextId;
+}
+
 /** Allocates an output on the active backend. */
 export function emptyTensor(shape: Shape, dtype: DType, origin: string): Tensor {
   return new Tensor(state.backend.alloc(dtype, sizeOf(shape)), shape, dtype, origin);
@@ -202,6 +209,26 @@ export function withRecording<T>(recording: boolean, fn: () => T): T {
     return fn();
   } finally {
     state.recording = before;
+  }
+}
+
+/**
+ * For backward rules: whether the running backward pass needs a gradient for `t` (it requires one and lies on
+ * a path to a tensor being differentiated). Rules skip the others' gradients (e.g. a conv's kernel gradient
+ * when only the input gradient is asked for).
+ */
+export function needsGrad(t: Tensor): boolean {
+  return t.requiresGrad && (state.needed === null || state.needed.has(t));
+}
+
+/** Runs fn (a backward pass) with the set of tensors whose gradients it needs. */
+export function withNeeded<T>(needed: ReadonlySet<Tensor> | null, fn: () => T): T {
+  const before = state.needed;
+  state.needed = needed;
+  try {
+    return fn();
+  } finally {
+    state.needed = before;
   }
 }
 

@@ -1,6 +1,6 @@
 // WasmBackend elementwise kernels against the reference: binary ops under every broadcast pattern the
 // engine produces (bit-exact: float32 add/sub/mul/div round like the reference's double-then-float),
-// unary ops (bit-exact except exp/log/tanh: within 4 ulp), reductions, gather/scatterAdd and copyBox,
+// unary ops (bit-exact except exp/log/tanh and the gelu kernels: within 4 ulp), reductions, gather/scatterAdd and copyBox,
 // on 1 and 2 threads.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
@@ -75,11 +75,11 @@ test("binary ops write in place (out aliasing an input) and handle int32 through
   assert.deepEqual([...k], [5, 7, 9]);
 });
 
-const UNARY: UnaryOp[] = ["neg", "exp", "log", "sqrt", "rsqrt", "tanh", "abs", "sign", "sin", "cos", "square", "reciprocal", "step"];
-const APPROX = new Set<UnaryOp>(["exp", "log", "tanh"]);
+const UNARY: UnaryOp[] = ["neg", "exp", "log", "sqrt", "rsqrt", "tanh", "abs", "sign", "sin", "cos", "square", "reciprocal", "step", "gelu", "geluD1", "geluD2"];
+const APPROX = new Set<UnaryOp>(["exp", "log", "tanh", "gelu", "geluD1", "geluD2"]);
 
 for (const threads of [1, 2]) {
-  test(`unary ops, ${threads} thread(s): exact, or within 4 ulp for exp/log/tanh`, async () => {
+  test(`unary ops, ${threads} thread(s): exact, or within 4 ulp for exp/log/tanh/gelu*`, async () => {
     const w = await wasmBackend(threads, { parallelMinElements: 1 });
     const rand = rng(40 + threads);
     for (const n of [1, 2, 3, 4, 5, 7, 8, 33, 100003]) {
@@ -120,6 +120,75 @@ test("exp, log and tanh: dense sweeps stay within 4 ulp", async () => {
     let worst = 0;
     for (let i = 0; i < n; i++) worst = Math.max(worst, ulpDistance(out[i]!, ref[i]!));
     assert.ok(worst <= 4, `${op} on [${lo}, ${hi}]: ${worst} ulp`);
+  }
+});
+
+test("gelu, geluD1, geluD2: dense sweeps within 2 ulp (double precision in both, rounded once), special values equal", async () => {
+  // Both backends evaluate the same double-precision expressions; only the exp differs (Math.exp vs a
+  // degree-10 polynomial, ~1e-13 relative), so the rounded floats almost always agree exactly.
+  for (const threads of [1, 2]) {
+    const w = await wasmBackend(threads, { parallelMinElements: 1 });
+    const n = 200001;
+    const x = w.alloc("float32", n);
+    for (let i = 0; i < n; i++) x[i] = -12 + (24 * i) / (n - 1);
+    const special = [NaN, Infinity, -Infinity, 3e38, -3e38, 0, -0, 1e-40, -1e-40, 1e-20, -30, 30];
+    x.set(special);
+    for (const op of ["gelu", "geluD1", "geluD2"] as const) {
+      const out = w.alloc("float32", n), ref = new Float32Array(n);
+      w.unary(op, x, out);
+      cpu.unary(op, x, ref);
+      let worst = 0, differ = 0;
+      for (let i = 0; i < n; i++) {
+        const d = ulpDistance(out[i]!, ref[i]!);
+        if (d) differ++;
+        worst = Math.max(worst, d);
+      }
+      assert.ok(worst <= 2, `${op}: ${worst} ulp`);
+      assert.ok(differ < 20, `${op}: ${differ} of ${n} differ`);
+      assertSame(out.subarray(0, special.length), ref.subarray(0, special.length), `${op} special values`);
+      w.release(out);
+    }
+    w.release(x);
+  }
+});
+
+test("layerNorm and layerNormGradX: rows of any width, 1 and 2 threads, against the reference (double-precision sums, rounded once)", async () => {
+  for (const threads of [1, 2]) {
+    const w = await wasmBackend(threads, { parallelMinElements: 1 });
+    const rand = rng(70 + threads);
+    for (const [rows, cols] of [[1, 1], [3, 5], [7, 3], [2, 4], [100, 17], [11008, 64], [688, 256], [5, 1024]] as const) {
+      for (const eps of [1e-6, 0.5]) {
+        const x = w.alloc("float32", rows * cols), scale = w.alloc("float32", cols), bias = w.alloc("float32", cols);
+        x.set(values(x.length, rand, false));
+        for (let i = 0; i < x.length; i++) x[i] = x[i]! * 3 + 1;
+        if (rows > 2) x.fill(100000.1, 0, cols); // a constant row: the fast variance rounds below 0 and is clamped
+        if (rows > 3) x[cols] = NaN; // a NaN row
+        scale.set(values(cols, rand, false));
+        bias.set(values(cols, rand, false));
+        const out = w.alloc("float32", x.length).fill(12345), ref = new Float32Array(x.length);
+        w.layerNorm(x, rows, cols, scale, bias, eps, out);
+        cpu.layerNorm(x, rows, cols, scale, bias, eps, ref);
+        const check = (what: string): void => {
+          for (let i = 0; i < ref.length; i++) {
+            // The sums' order differs (four partial sums): a last-bit difference in the mean or variance.
+            if (ulpDistance(out[i]!, ref[i]!) > 2 && Math.abs(out[i]! - ref[i]!) > 1e-5 * (1 + Math.abs(ref[i]!))) {
+              assert.fail(`${what} ${rows}x${cols} eps ${eps}, element ${i}: ${out[i]} vs reference ${ref[i]}`);
+            }
+          }
+        };
+        check("layerNorm");
+        // The gradient of a row whose fast variance is rounding noise depends on that noise (rstd does): make
+        // the constant row one whose sums are exact in any order (variance exactly 0).
+        if (rows > 2) x.fill(0.75, 0, cols);
+        const g = w.alloc("float32", x.length);
+        g.set(values(g.length, rand, false));
+        out.fill(12345);
+        w.layerNormGradX(x, g, rows, cols, scale, eps, out);
+        cpu.layerNormGradX(x, g, rows, cols, scale, eps, ref);
+        check("layerNormGradX");
+        for (const t of [x, scale, bias, out, g]) w.release(t);
+      }
+    }
   }
 });
 
@@ -168,7 +237,7 @@ test("gather, scatterAdd and copyBox match the reference exactly", async () => {
   w.gather(xi, index, outI);
   cpu.gather(xi, index, refI);
   assertSame(outI, refI, "gather i32");
-  // A plain (non-heap) index array, as the frontend's cached flipKernel indices.
+  // A plain (non-heap) index array (copied into the heap for the Wasm loop).
   const plain = Int32Array.from(index);
   out.fill(NaN);
   w.gather(x, plain, out);
@@ -218,11 +287,27 @@ test("maxPool2x2 (even and odd sizes, NaN) matches the reference exactly", async
   }
 });
 
+test("flipKernel: per-tap transposes into the mirrored tap, exactly the reference", async () => {
+  const w = await wasmBackend(1);
+  const rand = rng(22);
+  for (const [kh, kw, c, o] of [[3, 3, 5, 7], [1, 1, 4, 4], [3, 3, 64, 33], [2, 3, 37, 70], [3, 3, 1, 6]] as const) {
+    const k = w.alloc("float32", kh * kw * c * o);
+    k.set(values(k.length, rand, false));
+    const out = w.alloc("float32", k.length).fill(NaN), ref = new Float32Array(k.length);
+    w.flipKernel(k, kh, kw, c, o, out);
+    cpu.flipKernel(k, kh, kw, c, o, ref);
+    assertSame(out, ref, `flipKernel [${kh},${kw},${c},${o}]`);
+    w.release(k);
+    w.release(out);
+  }
+});
+
 test("transpose: every permutation of small shapes (Wasm for group swaps, the reference otherwise) is exact", async () => {
   const w = await wasmBackend(1);
   const rand = rng(21);
   const perms = (n: number): number[][] => (n === 1 ? [[0]] : perms(n - 1).flatMap((p) => Array.from({ length: n }, (_, i) => [...p.slice(0, i), n - 1, ...p.slice(i)])));
-  for (const shape of [[3, 4], [2, 3, 4], [2, 1, 3, 5], [4, 3, 2, 5], [1, 6, 1, 7], [172, 4, 16]]) {
+  // [37, 70], [64, 33], [3, 37, 66]: the tiled 2-D transpose with partial tiles and edges.
+  for (const shape of [[3, 4], [2, 3, 4], [2, 1, 3, 5], [4, 3, 2, 5], [1, 6, 1, 7], [172, 4, 16], [37, 70], [64, 33], [3, 37, 66]]) {
     for (const perm of perms(shape.length)) {
       const x = w.alloc("float32", size(shape));
       x.set(values(x.length, rand, false));

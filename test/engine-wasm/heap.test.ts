@@ -1,9 +1,11 @@
-// The WasmBackend's allocator: alignment, reuse, growth (old views stay valid), ownership and fallback.
+// The WasmBackend's allocator: alignment, reuse, best fit and coalescing of large blocks, growth (old views
+// stay valid), ownership and fallback.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { ALIGN, sizeClass, WasmHeap } from "../../src/engine/backends/wasm/heap.ts";
 import { WasmBackend } from "../../src/engine/backends/wasm/index.ts";
 import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
+import { rng } from "./helpers.ts";
 
 test("size classes: multiples of 64, at most 25% (or 63 bytes) over the request, monotone", () => {
   let last = 0;
@@ -35,6 +37,52 @@ test("blocks are 64-byte aligned, disjoint, and reused after release", () => {
   heap.freeBytes(o1000); // double release is ignored
   assert.equal(heap.allocBytes(990), o1000);
   assert.notEqual(heap.allocBytes(990), o1000);
+});
+
+test("large blocks: best fit, split, coalescing with free neighbours and the top", () => {
+  const heap = new WasmHeap({ initialBytes: 1 << 20, maximumBytes: 64 << 20 });
+  const small = heap.allocBytes(1000); // its slab (1 MiB) comes first
+  const start = heap.usedBytes;
+  const a = heap.allocBytes(1 << 20), b = heap.allocBytes(2 << 20), c = heap.allocBytes(1 << 20), d = heap.allocBytes(100000);
+  assert.deepEqual([b - a, c - b, d - c], [1 << 20, 2 << 20, 1 << 20], "consecutive, no class rounding");
+  heap.freeBytes(a);
+  heap.freeBytes(b); // coalesces with a: one free 3 MiB range
+  const e = heap.allocBytes(2.5 * (1 << 20));
+  assert.equal(e, a, "a 2.5 MiB block fits the merged range of a 1 and a 2 MiB block");
+  const f = heap.allocBytes(300000); // best fit: the 0.5 MiB rest of that range, not the top
+  assert.equal(f, a + 2.5 * (1 << 20));
+  for (const o of [e, f, c, d, small]) heap.freeBytes(o);
+  assert.equal(heap.usedBytes, start, "everything above the small blocks' slab went back to the top");
+  assert.ok(heap.peakUsedBytes >= start + (4 << 20) + 100000);
+  assert.equal(heap.allocatedBytes, 0);
+});
+
+test("random allocation and release: live blocks never overlap; everything freed returns the memory", () => {
+  const heap = new WasmHeap({ initialBytes: 1 << 20, maximumBytes: 256 << 20 });
+  const rand = rng(5);
+  const live = new Map<number, number>();
+  for (let step = 0; step < 20000; step++) {
+    if (live.size && (rand() < 0.45 || live.size > 300)) {
+      const keys = [...live.keys()];
+      const o = keys[Math.floor(rand() * keys.length)]!;
+      heap.freeBytes(o);
+      live.delete(o);
+    } else {
+      const r = rand();
+      const bytes = r < 0.5 ? Math.ceil(rand() * 5000) : r < 0.9 ? Math.ceil(rand() * 3e6) : Math.ceil(rand() * 2e5) + 65536;
+      const o = heap.allocBytes(bytes);
+      assert.ok(o > 0 && o % ALIGN === 0);
+      live.set(o, bytes);
+    }
+    if (step % 997 === 0) {
+      const sorted = [...live.entries()].sort((p, q) => p[0] - q[0]);
+      for (let i = 1; i < sorted.length; i++) assert.ok(sorted[i]![0] >= sorted[i - 1]![0] + sorted[i - 1]![1], `overlap at step ${step}`);
+    }
+  }
+  for (const o of live.keys()) heap.freeBytes(o);
+  assert.equal(heap.allocatedBytes, 0);
+  // Only the slabs of small blocks stay carved (each a permanent 1 MiB), and the free ranges between them.
+  assert.ok(heap.usedBytes < 32 << 20 && heap.usedBytes < heap.peakUsedBytes / 4, `used ${heap.usedBytes} of a peak of ${heap.peakUsedBytes}`);
 });
 
 test("growth keeps earlier views valid and sharing the same bytes", () => {

@@ -69,6 +69,47 @@ describe("gradients", () => {
     }, [randn(210, [2, 3], 0.5)], { name: "diamond" });
   });
 
+  test("only gradients on a path to the targets are computed (a conv's kernel gradient is skipped for d/dx)", () => {
+    const calls = new Map<string, number>();
+    const inner = td.getBackend();
+    const counting = new Proxy(inner, {
+      get(target, prop, receiver) {
+        const v = Reflect.get(target, prop, receiver);
+        if (typeof v !== "function") return v;
+        return (...args: unknown[]) => {
+          calls.set(String(prop), (calls.get(String(prop)) ?? 0) + 1);
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      },
+    });
+    td.setBackend(counting);
+    try {
+      td.tidy(() => {
+        const x = randn(230, [2, 4, 4, 3]);
+        const k = randn(231, [3, 3, 3, 2]);
+        const w = randn(232, [2]);
+        x.requiresGrad = k.requiresGrad = w.requiresGrad = true;
+        const y = td.sum(td.tanh(td.mul(td.conv2d(x, k), w)));
+        calls.clear();
+        const [gx] = td.gradients(y, [x], { createGraph: true });
+        assert.equal(calls.get("conv2dKernelGrad") ?? 0, 0, "no kernel gradient for d/dx");
+        assert.equal(calls.get("conv2d"), 1, "the input gradient's convolution");
+        assert.equal(calls.get("reduce") ?? 0, 0, "no bias-like reduction for w's gradient");
+        // The result is the same as when every gradient is computed, and it is still differentiable w.r.t. k and w.
+        const [gxAll] = td.gradients(y, [x, k, w], { createGraph: true });
+        assert.deepEqual(gx!.toArray(), gxAll!.toArray());
+        const [gk, gw] = td.gradients(td.sum(td.square(gx!)), [k, w]);
+        const [gk2, gw2] = td.gradients(td.sum(td.square(gxAll!)), [k, w]);
+        assert.deepEqual(gk!.toArray(), gk2!.toArray());
+        assert.deepEqual(gw!.toArray(), gw2!.toArray());
+        assert.ok(gk!.toArray().some((v) => v !== 0));
+        x.requiresGrad = k.requiresGrad = w.requiresGrad = false;
+      });
+    } finally {
+      td.setBackend(inner);
+    }
+  });
+
   test("createGraph: false gives plain tensors; true gives differentiable ones", () => {
     td.tidy(() => {
       const x = f64([0.5, -1]);

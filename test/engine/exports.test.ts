@@ -6,7 +6,7 @@ import { readFileSync } from "node:fs";
 import * as td from "../../src/engine/index.ts";
 
 const COVERED: Record<string, string> = {
-  CpuBackend: "create", Tensor: "create", tidy: "memory", keep: "memory", dispose: "memory", memory: "memory",
+  CpuBackend: "create", Tensor: "create", tidy: "memory", keep: "memory", dispose: "memory", memory: "memory", resetPeakMemory: "memory",
   noGrad: "autodiff", getBackend: "create", setBackend: "create", sizeOf: "create",
   gradients: "autodiff", valueAndGrad: "autodiff", grad: "autodiff", gradOfInput: "autodiff",
   flattenTree: "tree", unflattenTree: "tree", mapTree: "tree", treeSize: "tree", random: "random",

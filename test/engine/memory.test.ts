@@ -17,10 +17,15 @@ function getGc(): () => void {
 }
 
 const live = (): number => td.memory().tensors;
+/** Live tensors and bytes (memory() without the high-water mark). */
+const usage = (): { tensors: number; bytes: number } => {
+  const { tensors, bytes } = td.memory();
+  return { tensors, bytes };
+};
 
 describe("tidy / keep / dispose", () => {
   test("tidy disposes intermediates and keeps results (tensor, array, nested object)", () => {
-    const before = td.memory();
+    const before = usage();
     let inner: Tensor[] = [];
     const out = td.tidy(() => {
       const a = td.ones([2, 2], "float64");
@@ -35,7 +40,7 @@ describe("tidy / keep / dispose", () => {
     assert.equal(live(), before.tensors + 2);
     assert.equal(td.memory().bytes, before.bytes + 2 * 4 * 8, "two [2,2] float64 tensors");
     td.dispose(out);
-    assert.deepEqual(td.memory(), before);
+    assert.deepEqual(usage(), before);
   });
 
   test("a tensor created outside tidy and returned from it is untouched", () => {
@@ -97,12 +102,28 @@ describe("tidy / keep / dispose", () => {
   });
 
   test("dispose(tree) and tensor.dispose() update memory(); disposing twice is a no-op", () => {
-    const before = td.memory();
+    const before = usage();
     const tree = { a: td.zeros([10], "float64"), b: [td.zeros([5], "float32")] };
     assert.equal(td.memory().bytes, before.bytes + 80 + 20);
     td.dispose(tree);
     td.dispose(tree);
-    assert.deepEqual(td.memory(), before);
+    assert.deepEqual(usage(), before);
+  });
+
+  test("peakBytes is the high-water mark of live bytes since resetPeakMemory()", () => {
+    const start = td.memory().bytes;
+    td.resetPeakMemory();
+    assert.equal(td.memory().peakBytes, start);
+    td.tidy(() => {
+      const a = td.zeros([100], "float64");
+      td.zeros([50], "float64").dispose();
+      a.dispose();
+      td.zeros([10], "float64");
+    });
+    assert.equal(td.memory().bytes, start);
+    assert.equal(td.memory().peakBytes, start + 800 + 400, "a and the [50] tensor were live together");
+    td.resetPeakMemory();
+    assert.equal(td.memory().peakBytes, start);
   });
 });
 
@@ -145,7 +166,7 @@ describe("forward + backward inside tidy returns to baseline", () => {
       const params = initParams();
       const x = randn(403, [4, 2, 2, 1]);
       const y = randn(404, [4, 1]);
-      const baseline = td.memory();
+      const baseline = usage();
       td.tidy(() => {
         const { grads } = td.valueAndGrad((p: Params) => loss(p, x, y, 0), { createGraph })(params);
         if (createGraph) {
@@ -157,13 +178,13 @@ describe("forward + backward inside tidy returns to baseline", () => {
         }
         assert.ok(live() > baseline.tensors);
       });
-      assert.deepEqual(td.memory(), baseline);
+      assert.deepEqual(usage(), baseline);
       // The gradient-penalty loss (double backward) as well.
       td.tidy(() => {
         const { grads } = td.valueAndGrad((p: Params) => loss(p, x, y, 0.1))(params);
         assert.ok(grads.conv.toArray().some((v) => v !== 0));
       });
-      assert.deepEqual(td.memory(), baseline);
+      assert.deepEqual(usage(), baseline);
       td.dispose([params, x, y]);
     });
   }
@@ -217,6 +238,91 @@ describe("long training loop", () => {
     assert.ok(growth < 20 * 1024 * 1024, `heap grew by ${(growth / 1024 / 1024).toFixed(2)} MB between step 1,000 and 10,000`);
     // The loop really trained (so the steps were not no-ops).
     assert.ok(Number.isFinite(lastLoss) && lastLoss < 0.5 * firstLoss, `loss ${firstLoss} -> ${lastLoss}`);
+    td.dispose([params, x, y]);
+  });
+});
+
+describe("gradients without createGraph frees as it goes", () => {
+  /** A graph with fan-out, [g, g] rules (add), sumTo passing g through, broadcasting and a reused intermediate. */
+  function graph(x: Tensor, w: Tensor): { out: Tensor; mid: Tensor } {
+    const a = td.tanh(td.mul(x, w)); // w [1, 4] broadcast over x [3, 4]
+    const mid = td.add(a, a); // add's rule returns [g, g] for the same input
+    const b = td.add(td.exp(td.mul(mid, 0.1)), td.sin(mid));
+    const c = td.mul(b, td.reshape(td.sum(b, 1, true), [3, 1]));
+    return { out: td.sum(td.add(td.square(c), td.mul(mid, x))), mid };
+  }
+
+  test("values equal createGraph's (which frees nothing), bit for bit, for every kind of target", () => {
+    td.tidy(() => {
+      const x = randn(420, [3, 4]);
+      const w = randn(421, [1, 4]);
+      x.requiresGrad = w.requiresGrad = true;
+      const { out, mid } = graph(x, w);
+      const seed = td.scalar(1.5, "float64");
+      const targets = [x, w, mid, out];
+      const freed = td.gradients(out, targets, { seed });
+      const kept = td.gradients(out, targets, { seed, createGraph: true });
+      freed.forEach((g, i) => assert.deepEqual(g.toArray(), kept[i]!.toArray(), `target ${i}`));
+      assert.ok(!seed.isDisposed && !out.isDisposed && !mid.isDisposed, "the seed and forward values are never freed");
+      assert.equal(freed[3], seed, "d out / d out is the seed itself");
+      x.requiresGrad = w.requiresGrad = false;
+    });
+  });
+
+  test("after the call only the results are new; intermediate gradients and temporaries are disposed", () => {
+    td.tidy(() => {
+      const x = randn(422, [3, 4]);
+      const w = randn(423, [1, 4]);
+      x.requiresGrad = w.requiresGrad = true;
+      const { out } = graph(x, w);
+      const before = td.memory().tensors;
+      const [gx, gw] = td.gradients(out, [x, w]);
+      assert.equal(td.memory().tensors, before + 2, "two results, nothing else");
+      assert.ok(!gx!.isDisposed && !gw!.isDisposed);
+      // With createGraph the intermediates stay (the recorded graph references them) until the tidy ends.
+      td.gradients(out, [x, w], { createGraph: true });
+      assert.ok(td.memory().tensors > before + 4);
+      x.requiresGrad = w.requiresGrad = false;
+    });
+  });
+
+  test("the peak of a long chain's backward pass stays a few tensors above the forward values", () => {
+    td.tidy(() => {
+      const x = randn(424, [1000]);
+      x.requiresGrad = true;
+      let h = x;
+      for (let i = 0; i < 50; i++) h = td.tanh(td.add(td.mul(h, 0.9), 0.1));
+      const loss = td.sum(h);
+      td.resetPeakMemory();
+      const start = td.memory().bytes;
+      const [g] = td.gradients(loss, [x]);
+      // Each step's rule holds a few [1000] float64 tensors (8 KB each) at once; without freeing the
+      // pass would keep ~4 per op, 50 ops deep (~1.6 MB).
+      const extra = td.memory().peakBytes - start;
+      assert.ok(extra <= 6 * 8000, `backward peak ${extra} bytes above the forward`);
+      assert.equal(td.memory().bytes, start + 8000, "only the result remains");
+      assert.ok(g!.toArray().every(Number.isFinite));
+      x.requiresGrad = false;
+    });
+  });
+
+  test("the gradient-penalty loss (double backward) returns to the baseline and matches a run without freeing", () => {
+    const params = initParams();
+    const x = randn(425, [4, 2, 2, 1]);
+    const y = randn(426, [4, 1]);
+    const baseline = usage();
+    const values = td.tidy(() => {
+      const { grads } = td.valueAndGrad((p: Params) => loss(p, x, y, 0.1))(params);
+      return Object.values(grads).map((t) => t.toArray());
+    });
+    assert.deepEqual(usage(), baseline);
+    // createGraph: true on the outer pass frees nothing; the values must be the same.
+    const reference = td.tidy(() => {
+      const { grads } = td.valueAndGrad((p: Params) => loss(p, x, y, 0.1), { createGraph: true })(params);
+      return Object.values(grads).map((t) => t.toArray());
+    });
+    assert.deepEqual(values, reference);
+    assert.deepEqual(usage(), baseline);
     td.dispose([params, x, y]);
   });
 });

@@ -3,6 +3,7 @@
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as td from "../../src/engine/index.ts";
+import type { Tensor } from "../../src/engine/index.ts";
 import { assertClose, assertTensor, distinct, gradcheck, randn } from "./gradcheck.ts";
 import { mapRows, refGelu, refMaxPool, refUpsample } from "./reference.ts";
 
@@ -10,8 +11,8 @@ describe("gelu", () => {
   test("matches 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), not the erf form", () => {
     td.tidy(() => {
       const x = randn(160, [3, 4], 2);
-      // rtol 1e-14, atol 1e-15: the engine composes the same formula from elementwise ops
-      // (different association of the products, a few ulps).
+      // rtol 1e-14, atol 1e-15: the engine's kernel evaluates the same function as x sigmoid(2u)
+      // (a few ulps apart).
       assertTensor(td.gelu(x), [3, 4], Array.from(x.data, refGelu), 1e-14, 1e-15, "gelu");
       // At x = 1 the tanh form is 0.8411919906..., the exact erf form 0.8413447460...;
       // tolerance 1e-12 separates them (they differ by 1.5e-4).
@@ -21,6 +22,32 @@ describe("gelu", () => {
   });
   test("gradcheck first and second order", () => {
     gradcheck(td.gelu, [randn(161, [3, 4], 1.5)], { name: "gelu" });
+  });
+  test("the derivative kernels gelu', gelu'' and the composite third derivative match central differences", () => {
+    td.tidy(() => {
+      // Includes the tails (where 1 + tanh(u) cancels) and the minimum of gelu (gelu' = 0 near -0.75).
+      const xs = [-7, -4, -2.5, -1.2, -0.7518, -0.3, -1e-3, 0, 0.2, 0.9, 2.5, 6];
+      const x = td.tensor(xs, [xs.length], "float64");
+      const h = 1e-5;
+      const at = (f: (t: Tensor) => Tensor, d: number): number[] => f(td.tensor(xs.map((v) => v + d), [xs.length], "float64")).toArray();
+      const central = (f: (t: Tensor) => Tensor): number[] => at(f, h).map((v, i) => (v - at(f, -h)[i]!) / (2 * h));
+      const grad1 = (t: Tensor): Tensor => td.gradOfInput((s) => td.sum(td.gelu(s)), t, { createGraph: true });
+      const grad2 = (t: Tensor): Tensor => td.gradOfInput((s) => td.sum(grad1(s)), t, { createGraph: true });
+      const grad3 = (t: Tensor): Tensor => td.gradOfInput((s) => td.sum(grad2(s)), t);
+      // atol 1e-8: the central difference's truncation error h^2 |f''''| / 6 ~ 1e-10 plus rounding ~1e-11.
+      assertClose(grad1(x).data, central(td.gelu), 0, 1e-8, "first derivative");
+      assertClose(grad2(x).data, central(grad1), 0, 1e-8, "second derivative");
+      assertClose(grad3(x).data, central(grad2), 0, 1e-8, "third derivative");
+    });
+  });
+  test("float32: one rounding of the double-precision value", () => {
+    td.tidy(() => {
+      const xs = [-5, -2, -0.75, -0.1, 0.3, 1, 3];
+      const y = td.gelu(td.tensor(xs, [xs.length], "float32")).toArray();
+      const c = Math.sqrt(2 / Math.PI);
+      const exact = xs.map(Math.fround).map((v) => Math.fround(v / (1 + Math.exp(-2 * c * (v + 0.044715 * v ** 3)))));
+      assertClose(y, exact, 0, 0, "gelu float32");
+    });
   });
 });
 
@@ -50,6 +77,14 @@ describe("layerNorm", () => {
       gradcheck((x, s, b) => td.layerNorm(x, s, b), [randn(173, shape), randn(174, [c], 0.5, 1), randn(175, [c])], { name: `layerNorm [${shape}]` });
     });
   }
+
+  test("third order: the gradient of the input gradient (createGraph) passes a first- and second-order gradcheck", () => {
+    // f(x, s, b) = d <u, layerNorm(x, s, b)> / dx: its gradcheck differentiates layerNorm twice and three times.
+    const u = randn(176, [2, 5]);
+    const inputGrad = (x: Tensor, s: Tensor, b: Tensor): Tensor =>
+      td.gradOfInput((t) => td.sum(td.mul(td.layerNorm(t, s, b), u)), x, { createGraph: true });
+    gradcheck(inputGrad, [randn(177, [2, 5], 1.5, 0.3), randn(178, [5], 0.5, 1), randn(179, [5])], { name: "layerNorm input gradient" });
+  });
 
   test("eps is 1e-6 by default: a row with variance 1e-6 is scaled by 1/sqrt(2e-6)", () => {
     td.tidy(() => {

@@ -1,6 +1,6 @@
 // 2-D convolution, NHWC input and HWIO kernel, stride 1, zero padding (Flax's nnx.Conv layout).
 import type { ConvArgs } from "../backend.ts";
-import { emptyTensor, getBackend, record, shapeString, Tensor } from "../tensor.ts";
+import { emptyTensor, getBackend, record, shapeString, Tensor, needsGrad } from "../tensor.ts";
 import { checkFloat, checkRank, checkSameDtype } from "./checks.ts";
 import { slice } from "./shape.ts";
 
@@ -32,8 +32,8 @@ export function conv2d(x: Tensor, kernel: Tensor, pad?: number): Tensor {
   const out = emptyTensor([args.b, args.oh, args.ow, o], x.dtype, "conv2d");
   getBackend().conv2d(x.data, kernel.data, out.data, args);
   return record(out, "conv2d", [x, kernel], (g) => [
-    x.requiresGrad ? conv2d(g, flipKernel(kernel), kh - 1 - p) : null,
-    kernel.requiresGrad ? conv2dKernelGrad(x, g, kh, kw, p) : null,
+    needsGrad(x) ? conv2d(g, flipKernel(kernel), kh - 1 - p) : null,
+    needsGrad(kernel) ? conv2dKernelGrad(x, g, kh, kw, p) : null,
   ]);
 }
 
@@ -50,29 +50,16 @@ export function conv2dKernelGrad(x: Tensor, g: Tensor, kh: number, kw: number, p
   const out = emptyTensor([kh, kw, args.c, args.o], x.dtype, "conv2dKernelGrad");
   getBackend().conv2dKernelGrad(x.data, g.data, out.data, args);
   return record(out, "conv2dKernelGrad", [x, g], (h) => [
-    x.requiresGrad ? conv2d(g, flipKernel(h), kh - 1 - pad) : null,
-    g.requiresGrad ? conv2d(x, h, pad) : null,
+    needsGrad(x) ? conv2d(g, flipKernel(h), kh - 1 - pad) : null,
+    needsGrad(g) ? conv2d(x, h, pad) : null,
   ]);
 }
 
-const flipIndexCache = new Map<string, Int32Array>();
-
 /** [kh,kw,c,o] -> [kh,kw,o,c], rotated 180 degrees: the kernel of the input gradient. Its own adjoint. */
 export function flipKernel(kernel: Tensor): Tensor {
+  checkRank("flipKernel", kernel, 4, "kernel");
   const [kh, kw, c, o] = kernel.shape as [number, number, number, number];
-  const key = `${kh},${kw},${c},${o}`;
-  let index = flipIndexCache.get(key);
-  if (!index) {
-    index = new Int32Array(kh * kw * c * o);
-    let at = 0;
-    for (let di = 0; di < kh; di++)
-      for (let dj = 0; dj < kw; dj++)
-        for (let q = 0; q < o; q++)
-          for (let p = 0; p < c; p++) index[at++] = (((kh - 1 - di) * kw + (kw - 1 - dj)) * c + p) * o + q;
-    flipIndexCache.set(key, index);
-  }
   const out = emptyTensor([kh, kw, o, c], kernel.dtype, "flipKernel");
-  getBackend().gather(kernel.data, index, out.data);
+  getBackend().flipKernel(kernel.data, kh, kw, c, o, out.data);
   return record(out, "flipKernel", [kernel], (g) => [flipKernel(g)]);
 }
-

@@ -1,12 +1,13 @@
 // Elementwise ops with broadcasting. Each backward rule uses differentiable ops only
 // (including the op's own output), so second derivatives are exact.
 import type { BinaryOp, UnaryOp } from "../backend.ts";
-import { emptyTensor, getBackend, record, Tensor } from "../tensor.ts";
+import { emptyTensor, getBackend, record, Tensor, needsGrad } from "../tensor.ts";
 import { broadcastShapes, checkFloat, checkSameDtype, padShape } from "./checks.ts";
 import { asTensor, type TensorLike } from "./create.ts";
 import { broadcastTo, sumTo } from "./reduce.ts";
 
-function unaryOp(op: UnaryOp, x: Tensor, backward: ((g: Tensor, y: Tensor) => Tensor) | null): Tensor {
+/** One unary kernel; `backward` maps (cotangent, output) to the input's cotangent (null: no gradient). */
+export function unaryOp(op: UnaryOp, x: Tensor, backward: ((g: Tensor, y: Tensor) => Tensor) | null): Tensor {
   checkFloat(op, x);
   const out = emptyTensor(x.shape, x.dtype, op);
   getBackend().unary(op, x.data, out.data);
@@ -48,32 +49,32 @@ function binaryOp(op: BinaryOp, aLike: TensorLike, bLike: TensorLike, rule: Bina
   if (!rule) return out;
   return record(out, op, [a, b], (g) => {
     const [ga, gb] = rule(g, a, b, out);
-    return [ga && a.requiresGrad ? sumTo(ga, a.shape) : null, gb && b.requiresGrad ? sumTo(gb, b.shape) : null];
+    return [ga && needsGrad(a) ? sumTo(ga, a.shape) : null, gb && needsGrad(b) ? sumTo(gb, b.shape) : null];
   });
 }
 
-export const add = (a: TensorLike, b: TensorLike): Tensor => binaryOp("add", a, b, (g) => [g, g]);
-export const sub = (a: TensorLike, b: TensorLike): Tensor => binaryOp("sub", a, b, (g, _a, b) => [g, b.requiresGrad ? neg(g) : null]);
+export const add = (a: TensorLike, b: TensorLike): Tensor => binaryOp("add", a, b, (g, a, b) => [needsGrad(a) ? g : null, needsGrad(b) ? g : null]);
+export const sub = (a: TensorLike, b: TensorLike): Tensor => binaryOp("sub", a, b, (g, a, b) => [needsGrad(a) ? g : null, needsGrad(b) ? neg(g) : null]);
 export const mul = (a: TensorLike, b: TensorLike): Tensor =>
-  binaryOp("mul", a, b, (g, a, b) => [a.requiresGrad ? mul(g, b) : null, b.requiresGrad ? mul(g, a) : null]);
+  binaryOp("mul", a, b, (g, a, b) => [needsGrad(a) ? mul(g, b) : null, needsGrad(b) ? mul(g, a) : null]);
 export const div = (a: TensorLike, b: TensorLike): Tensor =>
-  binaryOp("div", a, b, (g, a, b, y) => [a.requiresGrad ? div(g, b) : null, b.requiresGrad ? neg(div(mul(g, y), b)) : null]);
+  binaryOp("div", a, b, (g, a, b, y) => [needsGrad(a) ? div(g, b) : null, needsGrad(b) ? neg(div(mul(g, y), b)) : null]);
 /** a^b; the gradient in b uses log(a), so it is only formed when b needs one. */
 export const pow = (a: TensorLike, b: TensorLike): Tensor =>
   binaryOp("pow", a, b, (g, a, b, y) => [
-    a.requiresGrad ? mul(g, mul(b, pow(a, sub(b, 1)))) : null,
-    b.requiresGrad ? mul(g, mul(y, log(a))) : null,
+    needsGrad(a) ? mul(g, mul(b, pow(a, sub(b, 1)))) : null,
+    needsGrad(b) ? mul(g, mul(y, log(a))) : null,
   ]);
 /** Ties send the gradient to a. */
 export const maximum = (a: TensorLike, b: TensorLike): Tensor =>
   binaryOp("maximum", a, b, (g, a, b) => {
     const mask = greaterEqual(a, b);
-    return [mul(g, mask), mul(g, sub(1, mask))];
+    return [needsGrad(a) ? mul(g, mask) : null, needsGrad(b) ? mul(g, sub(1, mask)) : null];
   });
 export const minimum = (a: TensorLike, b: TensorLike): Tensor =>
   binaryOp("minimum", a, b, (g, a, b) => {
     const mask = lessEqual(a, b);
-    return [mul(g, mask), mul(g, sub(1, mask))];
+    return [needsGrad(a) ? mul(g, mask) : null, needsGrad(b) ? mul(g, sub(1, mask)) : null];
   });
 
 // Comparisons give 0/1 in the inputs' dtype and have no gradient.
@@ -94,7 +95,7 @@ export function where(cond: Tensor, aLike: TensorLike, bLike: TensorLike): Tenso
   getBackend().select(c2.data, a2.data, b2.data, out.data);
   return record(out, "where", [a, b], (g) => {
     const zero = asTensor(0, g);
-    return [a.requiresGrad ? sumTo(where(c2, g, zero), a.shape) : null, b.requiresGrad ? sumTo(where(c2, zero, g), b.shape) : null];
+    return [needsGrad(a) ? sumTo(where(c2, g, zero), a.shape) : null, needsGrad(b) ? sumTo(where(c2, zero, g), b.shape) : null];
   });
 }
 

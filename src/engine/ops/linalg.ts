@@ -1,5 +1,5 @@
 // Matrix products: [..., m, k] @ [..., k, n], with optional transposes of either operand.
-import { emptyTensor, getBackend, record, shapeString, sizeOf, Tensor } from "../tensor.ts";
+import { emptyTensor, getBackend, record, shapeString, sizeOf, Tensor, needsGrad } from "../tensor.ts";
 import { checkFloat, checkSameDtype } from "./checks.ts";
 import { sum } from "./reduce.ts";
 import { reshape } from "./shape.ts";
@@ -44,11 +44,11 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   return record(out, "matmul", [a, b], (g) => {
     let ga: Tensor | null = null;
     let gb: Tensor | null = null;
-    if (a.requiresGrad) {
+    if (needsGrad(a)) {
       ga = transA ? matmul(b, g, { transA: transB, transB: true }) : matmul(g, b, { transB: !transB });
       if (aBatch.length === 0 && bBatch.length) ga = sum(ga, ga.shape.slice(0, -2).map((_, i) => i));
     }
-    if (b.requiresGrad) {
+    if (needsGrad(b)) {
       gb = transB ? matmul(g, a, { transA: true, transB: transA }) : matmul(a, g, { transA: !transA });
       if (bBatch.length === 0 && aBatch.length) gb = sum(gb, gb.shape.slice(0, -2).map((_, i) => i));
     }

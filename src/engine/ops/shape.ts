@@ -1,6 +1,6 @@
 // Shape and data-movement ops: reshape, transpose, slice/pad, concat, gather/scatter, cast.
 import type { DType } from "../backend.ts";
-import { emptyTensor, getBackend, record, shapeString, sizeOf, Tensor } from "../tensor.ts";
+import { emptyTensor, getBackend, record, shapeString, sizeOf, Tensor, needsGrad } from "../tensor.ts";
 import { checkSameDtype, normalizeAxis } from "./checks.ts";
 
 /** A copy with a new shape of equal size; one dimension may be -1. */
@@ -67,7 +67,7 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
     getBackend().copyBox(t.data, t.shape, t.shape.map(() => 0), out.data, shape, begin, t.shape);
     offset += t.shape[a]!;
   }
-  return record(out, "concat", xs, (g) => xs.map((t, i) => (t.requiresGrad ? slice(g, begins[i]!, t.shape) : null)));
+  return record(out, "concat", xs, (g) => xs.map((t, i) => (needsGrad(t) ? slice(g, begins[i]!, t.shape) : null)));
 }
 
 function checkIndex(op: string, index: Tensor, bound: number): void {

@@ -1,6 +1,50 @@
 // Elementwise, broadcast and reduction kernels of the reference CPU backend.
 import type { BinaryOp, ReduceOp, Shape, TypedArray, UnaryOp } from "../../backend.ts";
 
+// gelu with the tanh approximation (Flax's default), u = c (x + a x^3), c = sqrt(2/pi), a = 0.044715:
+//   gelu(x) = 0.5 x (1 + tanh(u))                                   = x s
+//   gelu'(x) = 0.5 (1 + tanh(u)) + 0.5 x (1 - tanh(u)^2) u'         = s + 2 x q u'
+//   gelu''(x) = (1 - tanh(u)^2) u' + 0.5 x (1 - tanh(u)^2)(u'' - 2 tanh(u) u'^2)
+//             = 4 q (u' + 0.5 x u'' - x tanh(u) u'^2)
+// with u' = c (1 + 3 a x^2), u'' = 6 a c x, s = sigmoid(2u) = (1 + tanh(u)) / 2 and q = s (1 - s) =
+// (1 - tanh(u)^2) / 4. s, q and tanh(u) come from e = exp(-2|u|) <= 1 (no overflow, no cancellation:
+// 1 + tanh(u) for u << 0 would lose every digit). Evaluated in float64 (rounded once for float32); the
+// Wasm kernels evaluate the same expressions in the same order (assembly/math.ts).
+export const GELU_C = Math.sqrt(2 / Math.PI);
+export const GELU_A = 0.044715;
+const GELU_3A = 3 * GELU_A;
+const GELU_6AC = 6 * GELU_A * GELU_C;
+
+export function gelu(x: number): number {
+  const x2 = x * x;
+  const u = GELU_C * (x + GELU_A * (x * x2));
+  const e = Math.exp(-2 * Math.abs(u));
+  const d = 1 / (1 + e);
+  return x * (u >= 0 ? d : e * d);
+}
+
+export function geluD1(x: number): number {
+  const x2 = x * x;
+  const u = GELU_C * (x + GELU_A * (x * x2));
+  const up = GELU_C * (1 + GELU_3A * x2);
+  const e = Math.exp(-2 * Math.abs(u));
+  const d = 1 / (1 + e);
+  const q = e * d * d;
+  return (u >= 0 ? d : e * d) + 2 * x * q * up;
+}
+
+export function geluD2(x: number): number {
+  const x2 = x * x;
+  const u = GELU_C * (x + GELU_A * (x * x2));
+  const up = GELU_C * (1 + GELU_3A * x2);
+  const e = Math.exp(-2 * Math.abs(u));
+  const d = 1 / (1 + e);
+  const q = e * d * d;
+  const m = (1 - e) * d;
+  const th = u >= 0 ? m : -m;
+  return 4 * q * (up + 0.5 * x * (GELU_6AC * x) - x * th * up * up);
+}
+
 const UNARY: Record<UnaryOp, (x: number) => number> = {
   neg: (x) => -x,
   exp: Math.exp,
@@ -15,6 +59,9 @@ const UNARY: Record<UnaryOp, (x: number) => number> = {
   square: (x) => x * x,
   reciprocal: (x) => 1 / x,
   step: (x) => (x > 0 ? 1 : 0),
+  gelu,
+  geluD1,
+  geluD2,
 };
 
 const BINARY: Record<BinaryOp, (a: number, b: number) => number> = {
@@ -176,6 +223,54 @@ export function cumulative(op: "sum" | "prod", x: TypedArray, shape: Shape, axis
         acc = op === "sum" ? acc + x[at]! : acc * x[at]!;
         out[at] = acc;
       }
+    }
+  }
+}
+
+/**
+ * Layer normalization over rows (see Backend.layerNorm). In float64 this is, operation for operation, the
+ * composite mean / square / maximum / rsqrt / mul / add formula (sums in order, divided by the count).
+ */
+export function layerNorm(x: TypedArray, rows: number, cols: number, scale: TypedArray, bias: TypedArray, eps: number, out: TypedArray): void {
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    let s = 0, s2 = 0;
+    for (let i = 0; i < cols; i++) {
+      const v = x[base + i]!;
+      s += v;
+      s2 += v * v;
+    }
+    const mu = s / cols;
+    const v = s2 / cols - mu * mu;
+    const rstd = 1 / Math.sqrt((v >= 0 ? v : 0) + eps);
+    for (let i = 0; i < cols; i++) out[base + i] = (x[base + i]! - mu) * rstd * scale[i]! + bias[i]!;
+  }
+}
+
+/** The input gradient of layerNorm (see Backend.layerNormGradX); in float64 the composite formula's operations. */
+export function layerNormGradX(x: TypedArray, g: TypedArray, rows: number, cols: number, scale: TypedArray, eps: number, out: TypedArray): void {
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    let s = 0, s2 = 0;
+    for (let i = 0; i < cols; i++) {
+      const v = x[base + i]!;
+      s += v;
+      s2 += v * v;
+    }
+    const mu = s / cols;
+    const v = s2 / cols - mu * mu;
+    const rstd = 1 / Math.sqrt((v >= 0 ? v : 0) + eps);
+    let sg = 0, sgx = 0;
+    for (let i = 0; i < cols; i++) {
+      const gs = g[base + i]! * scale[i]!;
+      sg += gs;
+      sgx += gs * ((x[base + i]! - mu) * rstd);
+    }
+    const m1 = sg / cols;
+    const m2 = v >= 0 ? sgx / cols : 0;
+    for (let i = 0; i < cols; i++) {
+      const gs = g[base + i]! * scale[i]!;
+      out[base + i] = rstd * (gs - m1 - (x[base + i]! - mu) * rstd * m2);
     }
   }
 }

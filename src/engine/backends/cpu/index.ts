@@ -1,8 +1,8 @@
 // The reference backend: plain TypeScript over typed arrays. Every faster backend is tested against it.
 import type { Backend, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, TypedArray, UnaryOp } from "../../backend.ts";
-import { binary, cumulative, reduce, select, unary } from "./elementwise.ts";
+import { binary, cumulative, layerNorm, layerNormGradX, reduce, select, unary } from "./elementwise.ts";
 import { conv2d, conv2dKernelGrad, matmul } from "./matmul.ts";
-import { copyBox, gather, maxPool2x2, scatterAdd, transpose } from "./layout.ts";
+import { copyBox, flipKernel, gather, maxPool2x2, scatterAdd, transpose } from "./layout.ts";
 
 export function allocTyped(dtype: DType, size: number): TypedArray {
   if (dtype === "float32") return new Float32Array(size);
@@ -52,9 +52,16 @@ export class CpuBackend implements Backend {
     copyBox(src, srcShape, srcBegin, dst, dstShape, dstBegin, size);
   }
   fill(out: TypedArray, value: number): void { out.fill(value); }
+  flipKernel(kernel: TypedArray, kh: number, kw: number, c: number, o: number, out: TypedArray): void { flipKernel(kernel, kh, kw, c, o, out); }
   gather(x: TypedArray, index: Int32Array, out: TypedArray): void { gather(x, index, out); }
   scatterAdd(g: TypedArray, index: Int32Array, out: TypedArray): void { scatterAdd(g, index, out); }
   maxPool2x2(x: TypedArray, shape: Shape, out: TypedArray, argmax: Int32Array): void { maxPool2x2(x, shape, out, argmax); }
+  layerNorm(x: TypedArray, rows: number, cols: number, scale: TypedArray, bias: TypedArray, eps: number, out: TypedArray): void {
+    layerNorm(x, rows, cols, scale, bias, eps, out);
+  }
+  layerNormGradX(x: TypedArray, g: TypedArray, rows: number, cols: number, scale: TypedArray, eps: number, out: TypedArray): void {
+    layerNormGradX(x, g, rows, cols, scale, eps, out);
+  }
   cast(x: TypedArray, out: TypedArray): void {
     if (out instanceof Int32Array) for (let i = 0; i < out.length; i++) out[i] = Math.trunc(x[i]!);
     else out.set(x);

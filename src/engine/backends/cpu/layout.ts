@@ -49,6 +49,15 @@ export function copyBox(src: TypedArray, srcShape: Shape, srcBegin: readonly num
   }
 }
 
+/** Each tap's [c,o] block, transposed, into the mirrored tap. */
+export function flipKernel(kernel: TypedArray, kh: number, kw: number, c: number, o: number, out: TypedArray): void {
+  const taps = kh * kw, block = c * o;
+  for (let t = 0; t < taps; t++) {
+    const src = t * block, dst = (taps - 1 - t) * block;
+    for (let p = 0; p < c; p++) for (let q = 0; q < o; q++) out[dst + q * c + p] = kernel[src + p * o + q]!;
+  }
+}
+
 export function gather(x: TypedArray, index: Int32Array, out: TypedArray): void {
   for (let i = 0; i < out.length; i++) out[i] = x[index[i]!]!;
 }

@@ -36,6 +36,10 @@ const G = {
 const JOB_SLOTS = 64;
 const KIND_BINARY = 2;
 const KIND_UNARY = 3;
+const KIND_LAYERNORM = 4;
+const KIND_LAYERNORM_GRAD = 5;
+/** Layer-norm job fields (eps: a float64 at byte 40): must match assembly/elementwise.ts. */
+const LN = { X: 2, SCALE: 3, BIAS: 4, OUT: 5, ROWS: 6, COLS: 7, CHUNK: 8, G: 9, EPS_F64: 5 } as const;
 /** Elementwise job fields: must match assembly/elementwise.ts. */
 const E = { OP: 2, A: 3, B: 4, O: 5, INNER: 6, AOS: 7, AIS: 8, BOS: 9, BIS: 10, TOTAL: 11, CHUNK: 12 } as const;
 /** Op codes of the generated loops (scripts/build-wasm.mjs); ops missing here use the reference kernels. */
@@ -44,9 +48,11 @@ const BINARY_OPS: Partial<Record<BinaryOp, number>> = {
 };
 const UNARY_OPS: Partial<Record<UnaryOp, number>> = {
   neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, tanh: 5, abs: 6, sign: 7, square: 8, reciprocal: 9, step: 10,
+  // Hand-written in assembly/elementwise.ts (double precision, rounded once).
+  gelu: 11, geluD1: 12, geluD2: 13,
 };
 /** Relative cost per element (for the threading threshold). */
-const UNARY_COST: Partial<Record<UnaryOp, number>> = { exp: 4, log: 4, tanh: 6, rsqrt: 4, sqrt: 2, reciprocal: 2 };
+const UNARY_COST: Partial<Record<UnaryOp, number>> = { exp: 4, log: 4, tanh: 6, rsqrt: 4, sqrt: 2, reciprocal: 2, gelu: 8, geluD1: 10, geluD2: 10 };
 
 // GEMM blocking (floats): A blocks MC x KC and B blocks KC x NC per thread.
 const MC_MAX = 128;
@@ -107,6 +113,7 @@ export class WasmBackend extends CpuBackend {
   private readonly parallelMinFlops: number;
   private readonly parallelMinElements: number;
   private readonly job: Int32Array;
+  private readonly jobF64: Float64Array;
   private readonly jobOffset: number;
   private readonly zeroOffset: number;
   /** The math constants table of the elementwise kernels (assembly/math.ts). */
@@ -142,9 +149,10 @@ export class WasmBackend extends CpuBackend {
     const ctrl = this.mustAlloc(CTRL_SLOTS * 4);
     this.jobOffset = this.mustAlloc(JOB_SLOTS * 4);
     this.job = this.heap.i32(this.jobOffset, JOB_SLOTS);
+    this.jobF64 = new Float64Array(this.job.buffer, this.jobOffset, JOB_SLOTS / 2);
     this.zeroOffset = this.mustAlloc(256);
     this.heap.u8(this.zeroOffset, 256).fill(0);
-    this.constantsOffset = this.mustAlloc(256);
+    this.constantsOffset = this.mustAlloc(512);
     this.exports.initConstants(this.constantsOffset);
     this.scratchOffset = this.mustAlloc(SCRATCH_STRIDE * threads);
     this.pool = threads > 1 ? new ThreadPool(module, this.heap.memory, ctrl, threads - 1, options) : null;
@@ -394,6 +402,37 @@ export class WasmBackend extends CpuBackend {
     this.launchElementwise(KIND_UNARY, n, UNARY_COST[op] ?? 1);
   }
 
+  override layerNorm(x: TypedArray, rows: number, cols: number, scale: TypedArray, bias: TypedArray, eps: number, out: TypedArray): void {
+    if (!this.inHeap(x, scale, bias, out) || rows === 0 || cols === 0) return super.layerNorm(x, rows, cols, scale, bias, eps, out);
+    const threads = this.layerNormThreads(rows * cols);
+    if (threads === 1) return this.exports.layerNormRows(x.byteOffset, 0, rows, cols, scale.byteOffset, bias.byteOffset, eps, out.byteOffset);
+    this.job[LN.BIAS] = bias.byteOffset;
+    this.launchLayerNorm(KIND_LAYERNORM, threads, x, scale, rows, cols, eps, out);
+  }
+
+  override layerNormGradX(x: TypedArray, g: TypedArray, rows: number, cols: number, scale: TypedArray, eps: number, out: TypedArray): void {
+    if (!this.inHeap(x, g, scale, out) || rows === 0 || cols === 0) return super.layerNormGradX(x, g, rows, cols, scale, eps, out);
+    const threads = this.layerNormThreads(2 * rows * cols);
+    if (threads === 1) return this.exports.layerNormGradRows(x.byteOffset, g.byteOffset, 0, rows, cols, scale.byteOffset, eps, out.byteOffset);
+    this.job[LN.G] = g.byteOffset;
+    this.launchLayerNorm(KIND_LAYERNORM_GRAD, threads, x, scale, rows, cols, eps, out);
+  }
+
+  /** Layer norms are memory bound like binary ops, but read their input two or three times. */
+  private layerNormThreads(work: number): number {
+    return this.pool && work >= this.parallelMinElements && this.pool.available ? this.threads : 1;
+  }
+
+  private launchLayerNorm(kind: number, threads: number, x: TypedArray, scale: TypedArray, rows: number, cols: number, eps: number, out: TypedArray): void {
+    const j = this.job;
+    j[J_KIND] = kind;
+    j[LN.X] = x.byteOffset; j[LN.SCALE] = scale.byteOffset; j[LN.OUT] = out.byteOffset;
+    j[LN.ROWS] = rows; j[LN.COLS] = cols;
+    j[LN.CHUNK] = Math.max(1, Math.ceil(Math.max(4096 / cols, rows / (threads * 4))));
+    this.jobF64[LN.EPS_F64] = eps;
+    this.launch(threads);
+  }
+
   override binary(op: BinaryOp, a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape, out: TypedArray, outShape: Shape): void {
     const code = BINARY_OPS[op];
     if (code === undefined || !this.inHeap(a, b, out)) return super.binary(op, a, aShape, b, bShape, out, outShape);
@@ -498,7 +537,7 @@ export class WasmBackend extends CpuBackend {
 
   /**
    * The byte offset of an index array in the heap: its own, or a copy in a helper buffer for plain arrays
-   * (the frontend's cached flipKernel indices) when that is worth it; -1 for "use the reference".
+   * when that is worth it; -1 for "use the reference".
    */
   private indexInHeap(index: Int32Array, n: number): number {
     if (this.heap.owns(index)) return index.byteOffset;
@@ -575,6 +614,14 @@ export class WasmBackend extends CpuBackend {
     const rows = order[lead]!.size, cols = order[lead + 1]!.size, inner = rest.length === 3 ? order[lead + 2]!.size : 1;
     const slab = rows * cols * inner * 4;
     for (let b = 0; b < batch; b++) this.exports.transpose3(x.byteOffset + b * slab, rows, cols, inner, out.byteOffset + b * slab);
+  }
+
+  /** Each tap's [c,o] block transposed (tiled 2-D transpose) into the mirrored tap. */
+  override flipKernel(kernel: TypedArray, kh: number, kw: number, c: number, o: number, out: TypedArray): void {
+    const ok = (kernel instanceof Float32Array || kernel instanceof Int32Array) && kernel.constructor === out.constructor && this.heap.owns(kernel) && this.heap.owns(out);
+    if (!ok) return super.flipKernel(kernel, kh, kw, c, o, out);
+    const taps = kh * kw, bytes = c * o * 4;
+    for (let t = 0; t < taps; t++) this.exports.transpose3(kernel.byteOffset + t * bytes, c, o, 1, out.byteOffset + (taps - 1 - t) * bytes);
   }
 
   override maxPool2x2(x: TypedArray, shape: Shape, out: TypedArray, argmax: Int32Array): void {

@@ -9,6 +9,8 @@ export interface KernelExports {
   binaryRange(op: number, a: number, b: number, out: number, inner: number, aos: number, ais: number, bos: number, bis: number, e0: number, e1: number): void;
   unaryRange(op: number, x: number, out: number, e0: number, e1: number, constants: number): void;
   initConstants(at: number): void;
+  layerNormRows(x: number, r0: number, r1: number, cols: number, scale: number, bias: number, eps: number, out: number): void;
+  layerNormGradRows(x: number, g: number, r0: number, r1: number, cols: number, scale: number, eps: number, out: number): void;
   reduceRows(op: number, x: number, r0: number, r1: number, cols: number, out: number): void;
   reduceCols(op: number, x: number, rows: number, cols: number, out: number, acc: number): void;
   reduceColsAcc(op: number, x: number, r0: number, r1: number, cols: number, acc: number, init: number): void;

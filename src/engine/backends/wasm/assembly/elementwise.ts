@@ -2,6 +2,7 @@
 // Elementwise, reduction and data-movement kernels on float32 (int32 for indices). Jobs split the flat
 // output range into chunks that the threads take from the job's atomic counter.
 import { binary2d, unarySeg } from "./ops";
+import { gelu4, loadPartial, storePartial } from "./math";
 
 const J_COUNTER = 1;
 // Elementwise job fields (i32 slots).
@@ -55,9 +56,32 @@ export function binaryJob(job: usize): void {
   }
 }
 
+/** Unary op codes of the gelu kernels (after the generated ones in ops.ts; must match UNARY_OPS in ../index.ts). */
+const OP_GELU = 11;
+
+@inline function geluSeg(which: i32, x: usize, o: usize, n: i32, k: usize): void {
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const off = <usize>i << 2;
+    v128.store(o + off, gelu4(v128.load(x + off), k, which));
+  }
+  if (i < n) {
+    const off = <usize>i << 2;
+    storePartial(o + off, gelu4(loadPartial(x + off, n - i), k, which), n - i);
+  }
+}
+function un_gelu(x: usize, o: usize, n: i32, k: usize): void { geluSeg(0, x, o, n, k); }
+function un_geluD1(x: usize, o: usize, n: i32, k: usize): void { geluSeg(1, x, o, n, k); }
+function un_geluD2(x: usize, o: usize, n: i32, k: usize): void { geluSeg(2, x, o, n, k); }
+
 /** out[e] = op(x[e]) for e in [e0, e1); k: the constants table (see math.ts). */
 export function unaryRange(op: i32, x: usize, o: usize, e0: i32, e1: i32, k: usize): void {
-  if (e1 > e0) unarySeg(op, x + (<usize>e0 << 2), o + (<usize>e0 << 2), e1 - e0, k);
+  if (e1 <= e0) return;
+  const xs = x + (<usize>e0 << 2), os = o + (<usize>e0 << 2), n = e1 - e0;
+  if (op == OP_GELU) un_gelu(xs, os, n, k);
+  else if (op == OP_GELU + 1) un_geluD1(xs, os, n, k);
+  else if (op == OP_GELU + 2) un_geluD2(xs, os, n, k);
+  else unarySeg(op, xs, os, n, k);
 }
 
 export function unaryJob(job: usize): void {
@@ -178,8 +202,42 @@ export function scatterAdd32(g: usize, index: usize, n: i32, out: usize, outN: i
   }
 }
 
+/** out[j][i] = x[i][j] for x [rows][cols]: 32x32 tiles (cache), 4x4 blocks transposed in registers. */
+function transpose2d(x: usize, rows: i32, cols: i32, out: usize): void {
+  const rs = <usize>cols << 2, os = <usize>rows << 2;
+  for (let i0 = 0; i0 < rows; i0 += 32) {
+    const i1 = min(rows, i0 + 32);
+    for (let j0 = 0; j0 < cols; j0 += 32) {
+      const j1 = min(cols, j0 + 32);
+      let i = i0;
+      for (; i + 4 <= i1; i += 4) {
+        const src = x + <usize>i * rs;
+        let j = j0;
+        for (; j + 4 <= j1; j += 4) {
+          const p = src + (<usize>j << 2);
+          const r0 = v128.load(p), r1 = v128.load(p + rs), r2 = v128.load(p + 2 * rs), r3 = v128.load(p + 3 * rs);
+          const t0 = v128.shuffle<i32>(r0, r1, 0, 4, 1, 5), t1 = v128.shuffle<i32>(r0, r1, 2, 6, 3, 7);
+          const t2 = v128.shuffle<i32>(r2, r3, 0, 4, 1, 5), t3 = v128.shuffle<i32>(r2, r3, 2, 6, 3, 7);
+          const q = out + <usize>j * os + (<usize>i << 2);
+          v128.store(q, v128.shuffle<i64>(t0, t2, 0, 2));
+          v128.store(q + os, v128.shuffle<i64>(t0, t2, 1, 3));
+          v128.store(q + 2 * os, v128.shuffle<i64>(t1, t3, 0, 2));
+          v128.store(q + 3 * os, v128.shuffle<i64>(t1, t3, 1, 3));
+        }
+        for (; j < j1; j++) {
+          for (let k = 0; k < 4; k++) store<i32>(out + <usize>j * os + (<usize>(i + k) << 2), load<i32>(x + <usize>(i + k) * rs + (<usize>j << 2)));
+        }
+      }
+      for (; i < i1; i++) {
+        for (let j = j0; j < j1; j++) store<i32>(out + <usize>j * os + (<usize>i << 2), load<i32>(x + <usize>i * rs + (<usize>j << 2)));
+      }
+    }
+  }
+}
+
 /** out[j][i][t] = x[i][j][t] for x [rows][cols][inner] (a swap of two adjacent axes groups). */
 export function transpose3(x: usize, rows: i32, cols: i32, inner: i32, out: usize): void {
+  if (inner == 1) return transpose2d(x, rows, cols, out);
   const ib = <usize>inner << 2;
   for (let i = 0; i < rows; i++) {
     for (let j = 0; j < cols; j++) {
@@ -254,5 +312,174 @@ export function maxPool2x2(x: usize, b: i32, h: i32, w: i32, c: i32, out: usize,
         }
       }
     }
+  }
+}
+
+// ---- layer normalization ----------------------------------------------------------------------------
+// Job fields (i32 slots; eps is an f64 at byte 40). Must match LN in ../index.ts.
+const L_X = 2;
+const L_SCALE = 3;
+const L_BIAS = 4;
+const L_OUT = 5;
+const L_ROWS = 6;
+const L_COLS = 7;
+const L_CHUNK = 8;
+const L_EPS_BYTE = 40;
+
+/**
+ * Layer norm of rows [r0, r1) of x [rows][cols]: sums of x and x^2 in double precision, var = max(0,
+ * E[x^2] - E[x]^2) (NaN -> 0), out = (x - mean) * (1 / sqrt(var + eps)) * scale + bias evaluated in double
+ * precision and rounded once (as the reference; only the order of the sums differs).
+ */
+export function layerNormRows(x: usize, r0: i32, r1: i32, cols: i32, scale: usize, bias: usize, eps: f64, out: usize): void {
+  const n = <f64>cols;
+  for (let r = r0; r < r1; r++) {
+    const p = x + ((<usize>r * <usize>cols) << 2);
+    const o = out + ((<usize>r * <usize>cols) << 2);
+    let s0 = f64x2.splat(0), s1 = f64x2.splat(0), q0 = f64x2.splat(0), q1 = f64x2.splat(0);
+    let c = 0;
+    for (; c + 4 <= cols; c += 4) {
+      const v = v128.load(p + (<usize>c << 2));
+      const lo = f64x2.promote_low_f32x4(v);
+      const hi = f64x2.promote_low_f32x4(v128.shuffle<i64>(v, v, 1, 0));
+      s0 = f64x2.add(s0, lo);
+      s1 = f64x2.add(s1, hi);
+      q0 = f64x2.add(q0, f64x2.mul(lo, lo));
+      q1 = f64x2.add(q1, f64x2.mul(hi, hi));
+    }
+    s0 = f64x2.add(s0, s1);
+    q0 = f64x2.add(q0, q1);
+    let s = f64x2.extract_lane(s0, 0) + f64x2.extract_lane(s0, 1);
+    let s2 = f64x2.extract_lane(q0, 0) + f64x2.extract_lane(q0, 1);
+    for (; c < cols; c++) {
+      const v = <f64>load<f32>(p + (<usize>c << 2));
+      s += v;
+      s2 += v * v;
+    }
+    const mu = s / n;
+    const variance = s2 / n - mu * mu;
+    const rstd = 1 / Math.sqrt((variance >= 0 ? variance : 0) + eps);
+    const vm = f64x2.splat(mu), vr = f64x2.splat(rstd);
+    c = 0;
+    for (; c + 4 <= cols; c += 4) {
+      const off = <usize>c << 2;
+      const v = v128.load(p + off), g = v128.load(scale + off), b = v128.load(bias + off);
+      const lo = f64x2.add(f64x2.mul(f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(v), vm), vr), f64x2.promote_low_f32x4(g)), f64x2.promote_low_f32x4(b));
+      const hi = f64x2.add(
+        f64x2.mul(f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(v128.shuffle<i64>(v, v, 1, 0)), vm), vr), f64x2.promote_low_f32x4(v128.shuffle<i64>(g, g, 1, 0))),
+        f64x2.promote_low_f32x4(v128.shuffle<i64>(b, b, 1, 0)),
+      );
+      v128.store(o + off, v128.shuffle<i64>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 2));
+    }
+    for (; c < cols; c++) {
+      const off = <usize>c << 2;
+      store<f32>(o + off, <f32>((<f64>load<f32>(p + off) - mu) * rstd * <f64>load<f32>(scale + off) + <f64>load<f32>(bias + off)));
+    }
+  }
+}
+
+export function layerNormJob(job: usize): void {
+  const rows = fld(job, L_ROWS), chunk = fld(job, L_CHUNK);
+  while (true) {
+    const c = atomic.add<i32>(job + (<usize>J_COUNTER << 2), 1);
+    const r0 = c * chunk;
+    if (r0 >= rows) break;
+    layerNormRows(<usize>fld(job, L_X), r0, min(rows, r0 + chunk), fld(job, L_COLS), <usize>fld(job, L_SCALE), <usize>fld(job, L_BIAS),
+      load<f64>(job + L_EPS_BYTE), <usize>fld(job, L_OUT));
+  }
+}
+
+const L_G = 9;
+
+/**
+ * The input gradient of layerNorm for rows [r0, r1) (see Backend.layerNormGradX): statistics of x as in
+ * layerNormRows, sums of gs = g * scale and gs * xhat in double precision, out = rstd * (gs - mean(gs) -
+ * xhat * mean(gs * xhat)) (the last term only where var >= 0), evaluated in double precision, rounded once.
+ */
+export function layerNormGradRows(x: usize, g: usize, r0: i32, r1: i32, cols: i32, scale: usize, eps: f64, out: usize): void {
+  const n = <f64>cols;
+  for (let r = r0; r < r1; r++) {
+    const rowOff = (<usize>r * <usize>cols) << 2;
+    const p = x + rowOff, q = g + rowOff, o = out + rowOff;
+    let s0 = f64x2.splat(0), s1 = f64x2.splat(0), t0 = f64x2.splat(0), t1 = f64x2.splat(0);
+    let c = 0;
+    for (; c + 4 <= cols; c += 4) {
+      const v = v128.load(p + (<usize>c << 2));
+      const lo = f64x2.promote_low_f32x4(v);
+      const hi = f64x2.promote_low_f32x4(v128.shuffle<i64>(v, v, 1, 0));
+      s0 = f64x2.add(s0, lo);
+      s1 = f64x2.add(s1, hi);
+      t0 = f64x2.add(t0, f64x2.mul(lo, lo));
+      t1 = f64x2.add(t1, f64x2.mul(hi, hi));
+    }
+    s0 = f64x2.add(s0, s1);
+    t0 = f64x2.add(t0, t1);
+    let s = f64x2.extract_lane(s0, 0) + f64x2.extract_lane(s0, 1);
+    let s2 = f64x2.extract_lane(t0, 0) + f64x2.extract_lane(t0, 1);
+    for (; c < cols; c++) {
+      const v = <f64>load<f32>(p + (<usize>c << 2));
+      s += v;
+      s2 += v * v;
+    }
+    const mu = s / n;
+    const variance = s2 / n - mu * mu;
+    const rstd = 1 / Math.sqrt((variance >= 0 ? variance : 0) + eps);
+    const vm = f64x2.splat(mu), vr = f64x2.splat(rstd);
+    // Sums of gs and gs * xhat.
+    let a0 = f64x2.splat(0), a1 = f64x2.splat(0), b0 = f64x2.splat(0), b1 = f64x2.splat(0);
+    c = 0;
+    for (; c + 4 <= cols; c += 4) {
+      const off = <usize>c << 2;
+      const v = v128.load(p + off), gv = v128.load(q + off), sv = v128.load(scale + off);
+      const gl = f64x2.mul(f64x2.promote_low_f32x4(gv), f64x2.promote_low_f32x4(sv));
+      const gh = f64x2.mul(f64x2.promote_low_f32x4(v128.shuffle<i64>(gv, gv, 1, 0)), f64x2.promote_low_f32x4(v128.shuffle<i64>(sv, sv, 1, 0)));
+      const xl = f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(v), vm), vr);
+      const xh = f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(v128.shuffle<i64>(v, v, 1, 0)), vm), vr);
+      a0 = f64x2.add(a0, gl);
+      a1 = f64x2.add(a1, gh);
+      b0 = f64x2.add(b0, f64x2.mul(gl, xl));
+      b1 = f64x2.add(b1, f64x2.mul(gh, xh));
+    }
+    a0 = f64x2.add(a0, a1);
+    b0 = f64x2.add(b0, b1);
+    let sg = f64x2.extract_lane(a0, 0) + f64x2.extract_lane(a0, 1);
+    let sgx = f64x2.extract_lane(b0, 0) + f64x2.extract_lane(b0, 1);
+    for (; c < cols; c++) {
+      const off = <usize>c << 2;
+      const gs = <f64>load<f32>(q + off) * <f64>load<f32>(scale + off);
+      sg += gs;
+      sgx += gs * ((<f64>load<f32>(p + off) - mu) * rstd);
+    }
+    const m1 = sg / n;
+    const m2 = variance >= 0 ? sgx / n : 0;
+    const v1 = f64x2.splat(m1), v2 = f64x2.splat(m2);
+    c = 0;
+    for (; c + 4 <= cols; c += 4) {
+      const off = <usize>c << 2;
+      const v = v128.load(p + off), gv = v128.load(q + off), sv = v128.load(scale + off);
+      const gl = f64x2.mul(f64x2.promote_low_f32x4(gv), f64x2.promote_low_f32x4(sv));
+      const gh = f64x2.mul(f64x2.promote_low_f32x4(v128.shuffle<i64>(gv, gv, 1, 0)), f64x2.promote_low_f32x4(v128.shuffle<i64>(sv, sv, 1, 0)));
+      const xl = f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(v), vm), vr);
+      const xh = f64x2.mul(f64x2.sub(f64x2.promote_low_f32x4(v128.shuffle<i64>(v, v, 1, 0)), vm), vr);
+      const lo = f64x2.mul(vr, f64x2.sub(f64x2.sub(gl, v1), f64x2.mul(xl, v2)));
+      const hi = f64x2.mul(vr, f64x2.sub(f64x2.sub(gh, v1), f64x2.mul(xh, v2)));
+      v128.store(o + off, v128.shuffle<i64>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 2));
+    }
+    for (; c < cols; c++) {
+      const off = <usize>c << 2;
+      const gs = <f64>load<f32>(q + off) * <f64>load<f32>(scale + off);
+      store<f32>(o + off, <f32>(rstd * (gs - m1 - (<f64>load<f32>(p + off) - mu) * rstd * m2)));
+    }
+  }
+}
+
+export function layerNormGradJob(job: usize): void {
+  const rows = fld(job, L_ROWS), chunk = fld(job, L_CHUNK);
+  while (true) {
+    const c = atomic.add<i32>(job + (<usize>J_COUNTER << 2), 1);
+    const r0 = c * chunk;
+    if (r0 >= rows) break;
+    layerNormGradRows(<usize>fld(job, L_X), <usize>fld(job, L_G), r0, min(rows, r0 + chunk), fld(job, L_COLS), <usize>fld(job, L_SCALE),
+      load<f64>(job + L_EPS_BYTE), <usize>fld(job, L_OUT));
   }
 }

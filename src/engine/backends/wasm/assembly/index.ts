@@ -3,18 +3,22 @@
 // nothing here allocates: every buffer is passed in by the JavaScript side. `run` executes a job block on
 // one thread; threads share the job's work through its atomic task counter.
 import { gemmRun, J_KIND } from "./gemm";
-import { binaryJob, unaryJob } from "./elementwise";
+import { binaryJob, layerNormGradJob, layerNormJob, unaryJob } from "./elementwise";
 export { gemmRun, sumPartials } from "./gemm";
 export { initConstants, CONSTANTS_BYTES } from "./math";
-export { binaryRange, unaryRange, reduceRows, reduceCols, reduceColsAcc, reduceColsFinish, gather32, scatterAdd32, transpose3, copy3d, maxPool2x2 } from "./elementwise";
+export { binaryRange, unaryRange, layerNormRows, layerNormGradRows, reduceRows, reduceCols, reduceColsAcc, reduceColsFinish, gather32, scatterAdd32, transpose3, copy3d, maxPool2x2 } from "./elementwise";
 
 const KIND_GEMM = 1;
 const KIND_BINARY = 2;
 const KIND_UNARY = 3;
+const KIND_LAYERNORM = 4;
+const KIND_LAYERNORM_GRAD = 5;
 
 export function run(job: usize, tid: i32): void {
   const kind = load<i32>(job + (<usize>J_KIND << 2));
   if (kind == KIND_GEMM) gemmRun(job, tid);
   else if (kind == KIND_BINARY) binaryJob(job);
   else if (kind == KIND_UNARY) unaryJob(job);
+  else if (kind == KIND_LAYERNORM) layerNormJob(job);
+  else if (kind == KIND_LAYERNORM_GRAD) layerNormGradJob(job);
 }

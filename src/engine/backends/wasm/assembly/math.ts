@@ -11,7 +11,10 @@
 // 48 one, 52 i32 0x4b400000, 56 i32 127, 60 +inf, 64 -inf, 68 NaN, 72 2^23, 76 smallest normal,
 // 80 i32 0x807fffff, 84 i32 0x3f000000, 88 sqrt(1/2), 92..124 log poly q0..q8, 128 half, 132 i32 126,
 // 136..152 tanh poly t0..t4, 156 0.625, 160 two, 164 twenty, 168 i32 sign bit, 172 zero.
-export const CONSTANTS_BYTES = 256;
+// f64 (gelu): 256 c = sqrt(2/pi), 264 a = 0.044715, 272 3a, 280 6ac, 288 -2, 296 -708 (exp clamp),
+// 304 log2(e), 312 1.5*2^52, 320 ln2 hi, 328 ln2 lo, 336..400 exp poly 1/10! .. 1/2!, 408 one,
+// 416 i64 1023, 424 half, 432 two, 440 four, 448 zero.
+export const CONSTANTS_BYTES = 512;
 
 export function initConstants(k: usize): void {
   store<f32>(k, 88.72283935546875, 0);
@@ -58,6 +61,91 @@ export function initConstants(k: usize): void {
   store<f32>(k, 20.0, 164);
   store<i32>(k, 0x80000000, 168);
   store<f32>(k, 0.0, 172);
+  const c = Math.sqrt(2 / Math.PI);
+  const a = 0.044715;
+  store<f64>(k, c, 256);
+  store<f64>(k, a, 264);
+  store<f64>(k, 3 * a, 272);
+  store<f64>(k, 6 * a * c, 280);
+  store<f64>(k, -2.0, 288);
+  store<f64>(k, -708.0, 296);
+  store<f64>(k, 1.4426950408889634, 304);
+  store<f64>(k, 6755399441055744.0, 312);
+  store<f64>(k, 6.93147180369123816490e-01, 320);
+  store<f64>(k, 1.90821492927058770002e-10, 328);
+  let f: f64 = 1;
+  for (let i = 2; i <= 10; i++) {
+    f *= <f64>i;
+    store<f64>(k + <usize>(400 - 8 * (i - 2)), 1 / f);
+  }
+  store<f64>(k, 1.0, 408);
+  store<i64>(k, 1023, 416);
+  store<f64>(k, 0.5, 424);
+  store<f64>(k, 2.0, 432);
+  store<f64>(k, 4.0, 440);
+  store<f64>(k, 0.0, 448);
+}
+
+/**
+ * exp(t) on f64x2 for t in [-708, 0] (callers clamp): t = n ln2 + r (Cody-Waite), |r| <= ln2/2, exp(r) by
+ * its Taylor polynomial of degree 10 (truncation < 3e-13 relative), times 2^n (a normal double).
+ */
+@inline function expNeg64(t: v128, k: usize): v128 {
+  const magic = v128.load64_splat(k, 312);
+  const kf = f64x2.add(f64x2.mul(t, v128.load64_splat(k, 304)), magic);
+  const n = f64x2.sub(kf, magic);
+  let r = f64x2.sub(t, f64x2.mul(n, v128.load64_splat(k, 320)));
+  r = f64x2.sub(r, f64x2.mul(n, v128.load64_splat(k, 328)));
+  // The polynomial 1/2! + r/3! + ... + r^8/10! by Estrin's scheme (short dependency chains: the gelu
+  // loops are latency bound).
+  const r2 = f64x2.mul(r, r);
+  const r4 = f64x2.mul(r2, r2);
+  const p01 = f64x2.add(v128.load64_splat(k, 400), f64x2.mul(v128.load64_splat(k, 392), r));
+  const p23 = f64x2.add(v128.load64_splat(k, 384), f64x2.mul(v128.load64_splat(k, 376), r));
+  const p45 = f64x2.add(v128.load64_splat(k, 368), f64x2.mul(v128.load64_splat(k, 360), r));
+  const p67 = f64x2.add(v128.load64_splat(k, 352), f64x2.mul(v128.load64_splat(k, 344), r));
+  const q0 = f64x2.add(p01, f64x2.mul(p23, r2));
+  const q1 = f64x2.add(p45, f64x2.mul(p67, r2));
+  const p = f64x2.add(q0, f64x2.mul(f64x2.add(q1, f64x2.mul(v128.load64_splat(k, 336), r4)), r4));
+  const y = f64x2.add(v128.load64_splat(k, 408), f64x2.add(r, f64x2.mul(r2, p)));
+  // n is in the low bits of kf; 2^n = (n + 1023) << 52 for n >= -1022.
+  return f64x2.mul(y, i64x2.shl(i64x2.add(i64x2.sub(kf, magic), v128.load64_splat(k, 416)), 52));
+}
+
+/**
+ * gelu (which 0), gelu' (1) or gelu'' (2) on f64x2: the reference's expressions (backends/cpu/elementwise.ts),
+ * operation for operation, with its Math.exp replaced by expNeg64.
+ */
+@inline function gelu64(x: v128, k: usize, which: i32): v128 {
+  const one = v128.load64_splat(k, 408);
+  const c = v128.load64_splat(k, 256);
+  const x2 = f64x2.mul(x, x);
+  const u = f64x2.mul(c, f64x2.add(x, f64x2.mul(v128.load64_splat(k, 264), f64x2.mul(x, x2))));
+  // e = exp(-2|u|), flushed to 0 below exp(-708) (where every result rounds to a float32 zero anyway,
+  // except x = -inf: NaN as the reference); NaN lanes give e = 0 and propagate through x and u.
+  const t = f64x2.mul(v128.load64_splat(k, 288), f64x2.abs(u));
+  const lo = v128.load64_splat(k, 296);
+  const e = v128.and(expNeg64(f64x2.pmax(t, lo), k), f64x2.ge(t, lo));
+  const d = f64x2.div(one, f64x2.add(one, e));
+  const ed = f64x2.mul(e, d);
+  const pos = f64x2.ge(u, v128.load64_splat(k, 448));
+  const s = v128.bitselect(d, ed, pos);
+  if (which == 0) return f64x2.mul(x, s);
+  const up = f64x2.mul(c, f64x2.add(one, f64x2.mul(v128.load64_splat(k, 272), x2)));
+  const q = f64x2.mul(ed, d);
+  if (which == 1) return f64x2.add(s, f64x2.mul(f64x2.mul(f64x2.mul(v128.load64_splat(k, 432), x), q), up));
+  const m = f64x2.mul(f64x2.sub(one, e), d);
+  const th = v128.bitselect(m, f64x2.neg(m), pos);
+  const a1 = f64x2.add(up, f64x2.mul(f64x2.mul(v128.load64_splat(k, 424), x), f64x2.mul(v128.load64_splat(k, 280), x)));
+  const a2 = f64x2.mul(f64x2.mul(f64x2.mul(x, th), up), up);
+  return f64x2.mul(f64x2.mul(v128.load64_splat(k, 440), q), f64x2.sub(a1, a2));
+}
+
+/** gelu / gelu' / gelu'' (which 0 / 1 / 2) of four floats, evaluated in double precision and rounded once. */
+@inline export function gelu4(x: v128, k: usize, which: i32): v128 {
+  const lo = gelu64(f64x2.promote_low_f32x4(x), k, which);
+  const hi = gelu64(f64x2.promote_low_f32x4(v128.shuffle<i64>(x, x, 1, 0)), k, which);
+  return v128.shuffle<i64>(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 2);
 }
 
 /**
