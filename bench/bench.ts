@@ -38,9 +38,10 @@ function trainStepSeconds(features: number): number {
     const next = td.tidy(() => {
       const noise = td.random.normal(td.random.key(10 + i), [BATCH, 8, 8, 1]);
       const t = td.random.choice(td.random.key(100 + i), 1000, BATCH);
-      const { grads } = td.valueAndGrad((p: UNetParams) => diffusionLoss(model, p, {
+      // As the trainer: an inner scope frees the activations before the optimizer runs.
+      const { grads } = td.tidy(() => td.valueAndGrad((p: UNetParams) => diffusionLoss(model, p, {
         images, t, noise, sqrtAlphaCumulative: schedule.sqrtAlphaCumulative, sqrtOneMinusAlphaCumulative: schedule.sqrtOneMinusAlphaCumulative,
-      }, { penaltyWeight: 0.02 }).total)(params);
+      }, { penaltyWeight: 0.02 }).total)(params));
       const update = optimizerStep(params, grads, state, TUTORIAL_OPTIMIZER);
       return { params: update.params, state: update.state };
     });

@@ -90,13 +90,14 @@ export function trainStep(run: TrainingRun, data: DigitsDataset): StepReport {
     const images = td.tensor(pixels, [b, 8, 8, 1]);
     const noise = td.random.normal(kNoise, [b, 8, 8, 1]);
     const model = (p: UNetParams, x: td.Tensor, tt: Int32Array, l?: Int32Array) => unetForward(p, x, tt, { labels: l });
-    const { value, grads } = td.valueAndGrad((p: UNetParams) =>
+    // An inner scope frees the forward activations before the optimizer allocates its results.
+    const { value, grads } = td.tidy(() => td.valueAndGrad((p: UNetParams) =>
       diffusionLoss(model, p, {
         images, t, noise, labels,
         sqrtAlphaCumulative: schedule.sqrtAlphaCumulative,
         sqrtOneMinusAlphaCumulative: schedule.sqrtOneMinusAlphaCumulative,
       }, { penaltyWeight: config.penaltyWeight }).total,
-    )(run.params);
+    )(run.params));
     const update = td.noGrad(() => optimizerStep(run.params, grads, run.optimizer, config.optimizer));
     const ema = run.ema && config.emaDecay !== null
       ? td.noGrad(() => emaUpdate(run.ema!, update.params, run.step, { decay: config.emaDecay! }))
