@@ -90,6 +90,7 @@ export function buildProgram(log: (line: string) => void = (l) => console.log(l)
     })
     .option("--guidance <w>", "classifier-free guidance scale (conditional models)", numberArg("--guidance", (n) => n >= 0, "a number >= 0"))
     .option("--raw-weights", "sample with the raw weights even when the checkpoint has EMA weights")
+    .option("--tutorial-sampler-schedule", "reproduce the tutorial's mismatch: sample with linspace(1e-4, 0.02, 1000) instead of the model's own schedule")
     .option("--no-clip", "do not clip the predicted clean image to [0, 1] at each step (clipping is the default, as diffusers' clip_sample)")
     .addOption(backendOption())
     .action(async (opts) => {

@@ -4,6 +4,7 @@ import { mkdirSync } from "node:fs";
 import * as td from "../engine/index.ts";
 import { sample } from "../diffusion/sample.ts";
 import type { SamplerConfig } from "../diffusion/samplers.ts";
+import { makeSchedule, TUTORIAL_SAMPLER_SCHEDULE } from "../diffusion/schedules.ts";
 import { writeFileAtomicSync } from "../io/atomic-file.ts";
 import { encodeNpy } from "../io/npy.ts";
 import { imageGridPng } from "../viz/grid.ts";
@@ -21,6 +22,8 @@ export interface SampleCommandOptions {
   class?: number | "all";
   guidance?: number;
   rawWeights?: boolean;
+  /** Reproduce the tutorial's bug: sample with linspace(1e-4, 0.02, 1000) whatever the model trained with. */
+  tutorialSamplerSchedule?: boolean;
   /** Clip the predicted x0 to the data range [0, 1] at every step (default true). */
   clip?: boolean;
   log: (line: string) => void;
@@ -41,7 +44,7 @@ export function generateImages(o: Omit<SampleCommandOptions, "out" | "log" | "pn
   const images = td.tidy(() => {
     const x = sample({
       model: noiseModel(loaded.params),
-      schedule: loaded.schedule,
+      schedule: o.tutorialSamplerSchedule ? makeSchedule(TUTORIAL_SAMPLER_SCHEDULE) : loaded.schedule,
       sampler,
       shape: [o.n, 8, 8, 1],
       key: td.random.key(o.seed),
@@ -52,7 +55,8 @@ export function generateImages(o: Omit<SampleCommandOptions, "out" | "log" | "pn
     return Float32Array.from(x.data, (v) => Math.min(1, Math.max(0, v)));
   });
   td.dispose(loaded.params);
-  const info = `${o.n} samples, ${o.sampler}${o.steps ? ` ${o.steps} steps` : ""}, step-${loaded.step} ${loaded.usedEma ? "EMA " : ""}weights`;
+  const scheduleNote = o.tutorialSamplerSchedule ? " with the tutorial's linear sampling schedule (not the model's)" : "";
+  const info = `${o.n} samples, ${o.sampler}${o.steps ? ` ${o.steps} steps` : ""}, step-${loaded.step} ${loaded.usedEma ? "EMA " : ""}weights${scheduleNote}`;
   return { images, info, labels };
 }
 

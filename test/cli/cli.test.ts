@@ -94,6 +94,14 @@ describe("tiny-diffusion CLI", () => {
     cli(["sample", "--checkpoint", run, "--n", "5", "--out", npy2, "--sampler", "ddim", "--steps", "10", "--backend", "cpu"]);
     assert.deepEqual(readFileSync(npy2), readFileSync(npy));
 
+    // The tutorial's sampling schedule, on purpose (an untrained model saturates either way, so the
+    // message is what tells the schedule apart).
+    const npy3 = join(dir, "out", "s3.npy");
+    const tut = cli(["sample", "--checkpoint", run, "--n", "5", "--out", npy3, "--sampler", "ddim", "--steps", "10", "--tutorial-sampler-schedule", "--backend", "cpu"]);
+    assert.equal(tut.code, 0, tut.stderr);
+    assert.match(tut.stdout, /with the tutorial's linear sampling schedule \(not the model's\)/);
+    assert.doesNotMatch(s.stdout, /tutorial's linear/);
+
     assertOneLineError(cli(["sample", "--checkpoint", run, "--out", join(dir, "x.txt")]), /--out must name a \.npy file/);
     assertOneLineError(cli(["sample", "--checkpoint", run, "--out", npy, "--steps", "41"]), /exceeds the model's 40 diffusion steps/);
     assertOneLineError(cli(["sample", "--checkpoint", run, "--out", npy, "--class", "3"]), /need a conditional model/);
