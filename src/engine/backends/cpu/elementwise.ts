@@ -228,38 +228,44 @@ export function cumulative(op: "sum" | "prod", x: TypedArray, shape: Shape, axis
 }
 
 /**
+ * Of one row: stats[0] = mean, stats[1] = 1/sqrt(max(0, E[x^2] - E[x]^2) + eps) (flax's fast variance),
+ * stats[2] = 1 where that variance was not clamped (the gradient flows through it), else 0.
+ */
+function rowStats(x: TypedArray, base: number, cols: number, eps: number, stats: Float64Array): void {
+  let s = 0, s2 = 0;
+  for (let i = 0; i < cols; i++) {
+    const v = x[base + i]!;
+    s += v;
+    s2 += v * v;
+  }
+  const mu = s / cols;
+  const v = s2 / cols - mu * mu;
+  stats[0] = mu;
+  stats[1] = 1 / Math.sqrt((v >= 0 ? v : 0) + eps);
+  stats[2] = v >= 0 ? 1 : 0;
+}
+
+/**
  * Layer normalization over rows (see Backend.layerNorm). In float64 this is, operation for operation, the
  * composite mean / square / maximum / rsqrt / mul / add formula (sums in order, divided by the count).
  */
 export function layerNorm(x: TypedArray, rows: number, cols: number, scale: TypedArray, bias: TypedArray, eps: number, out: TypedArray): void {
+  const stats = new Float64Array(3);
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
-    let s = 0, s2 = 0;
-    for (let i = 0; i < cols; i++) {
-      const v = x[base + i]!;
-      s += v;
-      s2 += v * v;
-    }
-    const mu = s / cols;
-    const v = s2 / cols - mu * mu;
-    const rstd = 1 / Math.sqrt((v >= 0 ? v : 0) + eps);
+    rowStats(x, base, cols, eps, stats);
+    const mu = stats[0]!, rstd = stats[1]!;
     for (let i = 0; i < cols; i++) out[base + i] = (x[base + i]! - mu) * rstd * scale[i]! + bias[i]!;
   }
 }
 
 /** The input gradient of layerNorm (see Backend.layerNormGradX); in float64 the composite formula's operations. */
 export function layerNormGradX(x: TypedArray, g: TypedArray, rows: number, cols: number, scale: TypedArray, eps: number, out: TypedArray): void {
+  const stats = new Float64Array(3);
   for (let r = 0; r < rows; r++) {
     const base = r * cols;
-    let s = 0, s2 = 0;
-    for (let i = 0; i < cols; i++) {
-      const v = x[base + i]!;
-      s += v;
-      s2 += v * v;
-    }
-    const mu = s / cols;
-    const v = s2 / cols - mu * mu;
-    const rstd = 1 / Math.sqrt((v >= 0 ? v : 0) + eps);
+    rowStats(x, base, cols, eps, stats);
+    const mu = stats[0]!, rstd = stats[1]!;
     let sg = 0, sgx = 0;
     for (let i = 0; i < cols; i++) {
       const gs = g[base + i]! * scale[i]!;
@@ -267,7 +273,7 @@ export function layerNormGradX(x: TypedArray, g: TypedArray, rows: number, cols:
       sgx += gs * ((x[base + i]! - mu) * rstd);
     }
     const m1 = sg / cols;
-    const m2 = v >= 0 ? sgx / cols : 0;
+    const m2 = stats[2] ? sgx / cols : 0;
     for (let i = 0; i < cols; i++) {
       const gs = g[base + i]! * scale[i]!;
       out[base + i] = rstd * (gs - m1 - (x[base + i]! - mu) * rstd * m2);
