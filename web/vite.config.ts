@@ -5,6 +5,13 @@ import { defineConfig } from "vite";
 const webRoot = fileURLToPath(new URL(".", import.meta.url));
 const repoRoot = fileURLToPath(new URL("..", import.meta.url));
 
+// Cross-origin isolation (crossOriginIsolated, SharedArrayBuffer): the WebAssembly backend's threads share one
+// WebAssembly.Memory. Static hosts serving web/dist need the same two headers, or the page uses the CPU backend.
+const isolationHeaders = {
+  "Cross-Origin-Opener-Policy": "same-origin",
+  "Cross-Origin-Embedder-Policy": "require-corp",
+};
+
 export default defineConfig({
   root: webRoot,
   // Relative asset URLs: web/dist works from any path (a sub-folder of a static host, file servers).
@@ -24,6 +31,7 @@ export default defineConfig({
     port: 5173,
     // The app imports the engine from ../src and the digits from ../data.
     fs: { allow: [repoRoot] },
+    headers: isolationHeaders,
   },
-  preview: { host: "127.0.0.1", port: 4173 },
+  preview: { host: "127.0.0.1", port: 4173, headers: isolationHeaders },
 });

@@ -1,7 +1,9 @@
 // End-to-end test of the web app (web/): builds it with Vite, serves web/dist from 127.0.0.1, drives Debian's
 // Chromium (/usr/bin/chromium) with playwright-core, and checks the page against the CLI's own code:
 //  * Generate: with clipping off the canvas holds exactly the pixels of `tiny-diffusion sample` for the same
-//    checkpoint, seed and sampler (both run the engine's CPU backend); with the page's defaults (DDPM 50 steps,
+//    checkpoint, seed and sampler (both run the engine's WebAssembly backend, the page in its engine workers
+//    on a cross-origin isolated page, Node as the CLI's default; the forward pass's products have K < 512, so
+//    no split-K and the same sums in the same order whatever the thread count: bit-exact); with the page's defaults (DDPM 50 steps,
 //    clipped x0) it equals src/diffusion's sample() in Node, the samples look like digits (ink, smooth
 //    strokes, unlike the noise of frame 0), and the animation drew the real states from noise to sample.
 //  * Train: steps run in the tab, the loss text and chart update, pause/resume work, and the downloaded zip is
@@ -17,6 +19,7 @@ import { extname, join, normalize, resolve, sep } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { AddressInfo } from "node:net";
 import * as td from "../../src/engine/index.ts";
+import { WasmBackend } from "../../src/engine/backends/wasm/index.ts";
 import { generateImages } from "../../src/cli/sample-command.ts";
 import { loadModel, noiseModel } from "../../src/cli/model-loading.ts";
 import { sample } from "../../src/diffusion/sample.ts";
@@ -55,7 +58,11 @@ async function serve(dir: string): Promise<{ server: Server; url: string }> {
       res.writeHead(404).end("not found");
       return;
     }
-    res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
+    res.writeHead(200, {
+      "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-store",
+      // Cross-origin isolation, as web/vite.config.ts serves it: the page's Wasm backend needs SharedArrayBuffer.
+      "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp",
+    });
     res.end(readFileSync(file));
   });
   await new Promise<void>((ok) => server.listen(0, "127.0.0.1", ok));
@@ -131,6 +138,16 @@ test("web app in Chromium: generate matches the CLI, train in the tab, download 
   lap("vite build");
   assert.ok(existsSync(join(ROOT, "web/dist/index.html")), "vite build wrote no web/dist/index.html");
 
+  // Node runs the page's backend too (the CLI's default, `--backend auto`): the WebAssembly one, with as many
+  // threads as the browser's navigator.hardwareConcurrency (both are the machine's logical cores).
+  const previousBackend = td.getBackend();
+  const nodeWasm = await WasmBackend.create();
+  td.setBackend(nodeWasm);
+  t.after(() => {
+    td.setBackend(previousBackend);
+    nodeWasm.dispose();
+  });
+
   const { server, url } = await serve(join(ROOT, "web/dist"));
   const profile = mkdtempSync(join(tmpdir(), "tiny-diffusion-chromium-"));
   const work = mkdtempSync(join(tmpdir(), "tiny-diffusion-web-test-"));
@@ -169,7 +186,8 @@ test("web app in Chromium: generate matches the CLI, train in the tab, download 
     // Everything is fetched at start-up: the rest of the test runs offline.
     await context.setOffline(true);
     const backend = (await page.textContent("#backend")) ?? "";
-    assert.match(backend, /CPU/, `the backend badge names the CPU backend: ${backend}`);
+    assert.match(backend, /WebAssembly SIMD/, `the backend badge names the WebAssembly backend: ${backend}`);
+    assert.equal(await state("backend"), "wasm", "the engine workers run the WebAssembly backend");
     assert.match(backend, /WebGPU is not used yet/, `the backend badge says WebGPU is not used yet: ${backend}`);
 
     // ---- Generate ----------------------------------------------------------------------------------------
@@ -305,7 +323,8 @@ test("web app in Chromium: generate matches the CLI, train in the tab, download 
     assert.ok(downloaded.usedEma, "the CLI samples the downloaded run with its EMA weights");
     td.dispose(downloaded.params);
 
-    // The same run in Node gives the same losses (both run the trainer on the CPU backend).
+    // The same run in Node gives the same losses (both run the trainer on the WebAssembly backend; the kernel
+    // gradients' split-K depends on the thread count and the contention guard, so allow rounding: 1e-5).
     const nodeRun = newRun(buildTrainConfig(options));
     const data = loadDigitsSplit(options.digit).train;
     for (let i = 0; i < pausedAt; i++) trainStep(nodeRun, data);

@@ -3,8 +3,9 @@
 // first one that can run here is installed with td.setBackend. Runs inside the worker, where the
 // engine lives (WebGPU is available to dedicated workers too).
 import * as td from "../../src/engine/index.ts";
+import { WasmBackend } from "../../src/engine/backends/wasm/index.ts";
 
-export type BackendId = "webgpu" | "cpu";
+export type BackendId = "webgpu" | "wasm" | "cpu";
 
 export interface CandidateReport {
   id: BackendId;
@@ -48,6 +49,25 @@ const CANDIDATES: Candidate[] = [
       if (problem) return { status: "unavailable", reason: problem };
       // The engine has no WebGPU backend yet; when it does, create and return it here.
       return { status: "not-implemented", reason: "this browser supports WebGPU, but the engine has no WebGPU backend yet" };
+    },
+  },
+  {
+    id: "wasm",
+    label: "CPU · WebAssembly SIMD kernels",
+    async create() {
+      // The backend's tensors live in a shared WebAssembly.Memory that its worker threads (Blob-URL Web Workers
+      // started from this worker) also use: SharedArrayBuffer needs a cross-origin isolated page (COOP/COEP).
+      if (!(globalThis as { crossOriginIsolated?: boolean }).crossOriginIsolated) {
+        return { status: "unavailable", reason: "the page is not cross-origin isolated (no SharedArrayBuffer)" };
+      }
+      if (typeof WebAssembly === "undefined" || typeof SharedArrayBuffer === "undefined") {
+        return { status: "unavailable", reason: "no WebAssembly or SharedArrayBuffer" };
+      }
+      try {
+        return await WasmBackend.create();
+      } catch (e) {
+        return { status: "unavailable", reason: `WasmBackend.create failed: ${(e as Error).message}` };
+      }
     },
   },
   {
