@@ -326,38 +326,50 @@ const L_COLS = 7;
 const L_CHUNK = 8;
 const L_EPS_BYTE = 40;
 
+// Results of rowMoments (globals are per instance, so per thread).
+let rowMean: f64 = 0;
+let rowVariance: f64 = 0;
+
+/** Mean and E[x^2] - E[x]^2 of one f32 row, summed in double precision (may be slightly negative). */
+function rowMoments(p: usize, cols: i32): void {
+  let s0 = f64x2.splat(0), s1 = f64x2.splat(0), q0 = f64x2.splat(0), q1 = f64x2.splat(0);
+  let c = 0;
+  for (; c + 4 <= cols; c += 4) {
+    const v = v128.load(p + (<usize>c << 2));
+    const lo = f64x2.promote_low_f32x4(v);
+    const hi = f64x2.promote_low_f32x4(v128.shuffle<i64>(v, v, 1, 0));
+    s0 = f64x2.add(s0, lo);
+    s1 = f64x2.add(s1, hi);
+    q0 = f64x2.add(q0, f64x2.mul(lo, lo));
+    q1 = f64x2.add(q1, f64x2.mul(hi, hi));
+  }
+  s0 = f64x2.add(s0, s1);
+  q0 = f64x2.add(q0, q1);
+  let s = f64x2.extract_lane(s0, 0) + f64x2.extract_lane(s0, 1);
+  let s2 = f64x2.extract_lane(q0, 0) + f64x2.extract_lane(q0, 1);
+  for (; c < cols; c++) {
+    const v = <f64>load<f32>(p + (<usize>c << 2));
+    s += v;
+    s2 += v * v;
+  }
+  const n = <f64>cols;
+  rowMean = s / n;
+  rowVariance = s2 / n - rowMean * rowMean;
+}
+
 /**
  * Layer norm of rows [r0, r1) of x [rows][cols]: sums of x and x^2 in double precision, var = max(0,
  * E[x^2] - E[x]^2) (NaN -> 0), out = (x - mean) * (1 / sqrt(var + eps)) * scale + bias evaluated in double
  * precision and rounded once (as the reference; only the order of the sums differs).
  */
 export function layerNormRows(x: usize, r0: i32, r1: i32, cols: i32, scale: usize, bias: usize, eps: f64, out: usize): void {
-  const n = <f64>cols;
   for (let r = r0; r < r1; r++) {
     const p = x + ((<usize>r * <usize>cols) << 2);
     const o = out + ((<usize>r * <usize>cols) << 2);
-    let s0 = f64x2.splat(0), s1 = f64x2.splat(0), q0 = f64x2.splat(0), q1 = f64x2.splat(0);
+    rowMoments(p, cols);
+    const mu = rowMean;
+    const variance = rowVariance;
     let c = 0;
-    for (; c + 4 <= cols; c += 4) {
-      const v = v128.load(p + (<usize>c << 2));
-      const lo = f64x2.promote_low_f32x4(v);
-      const hi = f64x2.promote_low_f32x4(v128.shuffle<i64>(v, v, 1, 0));
-      s0 = f64x2.add(s0, lo);
-      s1 = f64x2.add(s1, hi);
-      q0 = f64x2.add(q0, f64x2.mul(lo, lo));
-      q1 = f64x2.add(q1, f64x2.mul(hi, hi));
-    }
-    s0 = f64x2.add(s0, s1);
-    q0 = f64x2.add(q0, q1);
-    let s = f64x2.extract_lane(s0, 0) + f64x2.extract_lane(s0, 1);
-    let s2 = f64x2.extract_lane(q0, 0) + f64x2.extract_lane(q0, 1);
-    for (; c < cols; c++) {
-      const v = <f64>load<f32>(p + (<usize>c << 2));
-      s += v;
-      s2 += v * v;
-    }
-    const mu = s / n;
-    const variance = s2 / n - mu * mu;
     const rstd = 1 / Math.sqrt((variance >= 0 ? variance : 0) + eps);
     const vm = f64x2.splat(mu), vr = f64x2.splat(rstd);
     c = 0;
@@ -401,28 +413,10 @@ export function layerNormGradRows(x: usize, g: usize, r0: i32, r1: i32, cols: i3
   for (let r = r0; r < r1; r++) {
     const rowOff = (<usize>r * <usize>cols) << 2;
     const p = x + rowOff, q = g + rowOff, o = out + rowOff;
-    let s0 = f64x2.splat(0), s1 = f64x2.splat(0), t0 = f64x2.splat(0), t1 = f64x2.splat(0);
+    rowMoments(p, cols);
+    const mu = rowMean;
+    const variance = rowVariance;
     let c = 0;
-    for (; c + 4 <= cols; c += 4) {
-      const v = v128.load(p + (<usize>c << 2));
-      const lo = f64x2.promote_low_f32x4(v);
-      const hi = f64x2.promote_low_f32x4(v128.shuffle<i64>(v, v, 1, 0));
-      s0 = f64x2.add(s0, lo);
-      s1 = f64x2.add(s1, hi);
-      t0 = f64x2.add(t0, f64x2.mul(lo, lo));
-      t1 = f64x2.add(t1, f64x2.mul(hi, hi));
-    }
-    s0 = f64x2.add(s0, s1);
-    t0 = f64x2.add(t0, t1);
-    let s = f64x2.extract_lane(s0, 0) + f64x2.extract_lane(s0, 1);
-    let s2 = f64x2.extract_lane(t0, 0) + f64x2.extract_lane(t0, 1);
-    for (; c < cols; c++) {
-      const v = <f64>load<f32>(p + (<usize>c << 2));
-      s += v;
-      s2 += v * v;
-    }
-    const mu = s / n;
-    const variance = s2 / n - mu * mu;
     const rstd = 1 / Math.sqrt((variance >= 0 ? variance : 0) + eps);
     const vm = f64x2.splat(mu), vr = f64x2.splat(rstd);
     // Sums of gs and gs * xhat.
