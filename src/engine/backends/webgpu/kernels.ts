@@ -8,6 +8,7 @@
 // - Outputs are passed in (alloc()), as in the Backend interface; an output must not alias an input.
 // - Buffers come from a pool by size class; released buffers are reused in stream order (see buffers.ts).
 // - Parameters go to a uniform arena, one 256-byte slot per dispatch, written once per submit.
+import { stridesOf } from "../cpu/elementwise.ts";
 import type { BinaryOp, ConvArgs, MatmulArgs, ReduceOp, Shape, UnaryOp } from "../../backend.ts";
 import { BufferPool, MAP_MODE_READ, ParamArena, USAGE } from "./buffers.ts";
 import { createGpuDevice, type GpuAdapterSummary, type GpuContext, type GpuDeviceOptions } from "./device.ts";
@@ -63,16 +64,6 @@ function product(xs: readonly number[]): number {
   let p = 1;
   for (const x of xs) p *= x;
   return p;
-}
-
-function stridesOf(shape: Shape): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i]!;
-  }
-  return s;
 }
 
 /**
