@@ -1,6 +1,6 @@
 // GFLOP/s of the WasmBackend's GEMM and convolutions (1 and N threads) against the reference CPU backend.
 // Usage: node --import tsx bench/gemm.ts [--quick] [--no-ref]
-import type { Backend, ConvArgs, MatmulArgs, TypedArray } from "../src/engine/backend.ts";
+import type { ConvArgs, MatmulArgs, TypedArray } from "../src/engine/backend.ts";
 import { CpuBackend } from "../src/engine/backends/cpu/index.ts";
 import { WasmBackend } from "../src/engine/backends/wasm/index.ts";
 
@@ -57,7 +57,7 @@ function sizes(c: Case): [number, number, number] {
   return c.kind === "conv2d" ? [x, k, g] : [x, g, k];
 }
 
-function time(backend: Backend, c: Case): number {
+function time(backend: CpuBackend, c: Case): number {
   const [na, nb, nc] = sizes(c);
   const a = backend.alloc("float32", na), b = backend.alloc("float32", nb), out = backend.alloc("float32", nc);
   for (const arr of [a, b]) for (let i = 0; i < arr.length; i++) arr[i] = Math.sin(i * 0.37);

@@ -1,6 +1,6 @@
 // Time per call of the WasmBackend's elementwise kernels (1 and N threads) vs the reference backend.
 // Usage: node --import tsx bench/wasm-elementwise.ts
-import type { Backend, Shape } from "../src/engine/backend.ts";
+import type { Shape } from "../src/engine/backend.ts";
 import { CpuBackend } from "../src/engine/backends/cpu/index.ts";
 import { WasmBackend } from "../src/engine/backends/wasm/index.ts";
 
@@ -34,7 +34,7 @@ console.log(`microseconds per call: wasm x1, wasm x${wN.threads}, reference`);
 for (const [label, as, bs] of cases) {
   const os = as.map((d, i) => Math.max(d, bs[i]!));
   const row = [label.padEnd(16)];
-  for (const b of [w1, wN, cpu] as Backend[]) {
+  for (const b of [w1, wN, cpu] as CpuBackend[]) {
     const a = b.alloc("float32", size(as)).fill(1.5), bb = b.alloc("float32", size(bs)).fill(0.5), o = b.alloc("float32", size(os));
     row.push(timeIt(() => b.binary(label.startsWith("add") ? "add" : "mul", a, as, bb, bs, o, os)).toFixed(1).padStart(9));
   }
@@ -42,7 +42,7 @@ for (const [label, as, bs] of cases) {
 }
 for (const op of ["tanh", "neg", "exp"] as const) {
   const row = [`${op} 176128`.padEnd(16)];
-  for (const b of [w1, wN, cpu] as Backend[]) {
+  for (const b of [w1, wN, cpu] as CpuBackend[]) {
     const x = b.alloc("float32", 176128).fill(0.3), o = b.alloc("float32", 176128);
     row.push(timeIt(() => b.unary(op, x, o)).toFixed(1).padStart(9));
   }
@@ -50,7 +50,7 @@ for (const op of ["tanh", "neg", "exp"] as const) {
 }
 for (const [shape, axes] of [[[172, 8, 8, 16], [3]], [[172, 8, 8, 16], [0, 1, 2]]] as [Shape, number[]][]) {
   const row = [`sum [${axes}]`.padEnd(16)];
-  for (const b of [w1, wN, cpu] as Backend[]) {
+  for (const b of [w1, wN, cpu] as CpuBackend[]) {
     const x = b.alloc("float32", size(shape)).fill(0.3), o = b.alloc("float32", size(shape.map((d, i) => (axes.includes(i) ? 1 : d))));
     row.push(timeIt(() => b.reduce("sum", x, shape, axes, o)).toFixed(1).padStart(9));
   }

@@ -1,10 +1,14 @@
-// Choosing the compute backend for the CLI: "auto" takes the fastest that works here.
+// Choosing the compute backend for the CLI: "auto" takes the fastest host backend that works here;
+// "webgpu" asks for the GPU explicitly (Dawn in Node; TINY_DIFFUSION_WEBGPU picks the adapter kind).
 import * as td from "../engine/index.ts";
+import { UserError } from "./errors.ts";
 
-export type BackendChoice = "auto" | "cpu" | "wasm";
+export type BackendChoice = "auto" | "cpu" | "wasm" | "webgpu";
 
 export interface ActiveBackend {
   name: string;
+  /** One line for logs: the backend and, for webgpu, the adapter. */
+  description: string;
   dispose?: () => void;
 }
 
@@ -18,19 +22,41 @@ async function tryWasm(): Promise<(td.Backend & { dispose?: () => void }) | null
   }
 }
 
+async function createWebGpu() {
+  const { WebGpuBackend } = await import("../engine/backends/webgpu/index.ts");
+  return WebGpuBackend.create();
+}
+
 export async function useBackend(choice: BackendChoice): Promise<ActiveBackend> {
   if (choice === "cpu") {
     td.setBackend(new td.CpuBackend());
-    return { name: "cpu" };
+    return { name: "cpu", description: "cpu (reference TypeScript)" };
+  }
+  if (choice === "webgpu") {
+    let gpu: Awaited<ReturnType<typeof createWebGpu>>;
+    try {
+      gpu = await createWebGpu();
+    } catch (e) {
+      throw new UserError(`--backend webgpu: ${(e as Error).message.split("\n")[0]} (run \`tiny-diffusion devices\`)`);
+    }
+    td.setBackend(gpu);
+    return {
+      name: gpu.name,
+      description: `webgpu on ${gpu.describe()}`,
+      dispose: () => {
+        td.setBackend(new td.CpuBackend());
+        gpu.dispose();
+      },
+    };
   }
   const wasm = await tryWasm();
   if (wasm) {
     td.setBackend(wasm);
-    return { name: wasm.name, dispose: () => wasm.dispose?.() };
+    return { name: wasm.name, description: "wasm (WebAssembly SIMD)", dispose: () => wasm.dispose?.() };
   }
-  if (choice === "wasm") throw new Error("the wasm backend is not available in this environment");
+  if (choice === "wasm") throw new UserError("the wasm backend is not available in this environment");
   td.setBackend(new td.CpuBackend());
-  return { name: "cpu" };
+  return { name: "cpu", description: "cpu (reference TypeScript)" };
 }
 
 export async function listDevices(): Promise<string[]> {
@@ -42,5 +68,12 @@ export async function listDevices(): Promise<string[]> {
     lines.push(`wasm: WebAssembly SIMD backend (float32), ${availableParallelism()} threads`);
     wasm.dispose?.();
   } else lines.push("wasm: not available");
+  try {
+    const gpu = await createWebGpu();
+    lines.push(`webgpu: ${gpu.describe()} (float32)`);
+    gpu.dispose();
+  } catch (e) {
+    lines.push(`webgpu: not available: ${(e as Error).message.split("\n").join(" ")}`);
+  }
   return lines;
 }

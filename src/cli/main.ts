@@ -35,7 +35,7 @@ function numberArg(name: string, check: (n: number) => boolean, what: string) {
 }
 
 const backendOption = () =>
-  new Option("--backend <name>", "compute backend").choices(["auto", "cpu", "wasm"]).default("auto");
+  new Option("--backend <name>", "compute backend (auto: wasm, else cpu; webgpu: the GPU, see `devices`)").choices(["auto", "cpu", "wasm", "webgpu"]).default("auto");
 
 export function buildProgram(log: (line: string) => void = (l) => console.log(l)): Command {
   const program = new Command("tiny-diffusion")
@@ -65,7 +65,7 @@ export function buildProgram(log: (line: string) => void = (l) => console.log(l)
       const backend = await useBackend(opts.backend as BackendChoice);
       const { runTraining } = await import("./train-command.ts");
       const { writeRunPictures } = await import("./pictures.ts");
-      const { run } = runTraining({ ...opts, log });
+      const { run } = await runTraining({ ...opts, log });
       if (opts.pictures) {
         const written = await writeRunPictures(opts.out, run, { log });
         log(`pictures: ${written.join(", ")}`);
@@ -138,7 +138,7 @@ export function buildProgram(log: (line: string) => void = (l) => console.log(l)
       const { runTraining } = await import("./train-command.ts");
       const { writeRunPictures } = await import("./pictures.ts");
       const out = opts.out ?? `runs/quick-${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)}`;
-      const { run } = runTraining({ preset: "quick", out, resume: false, progress: true, log });
+      const { run } = await runTraining({ preset: "quick", out, resume: false, progress: true, log });
       const written = await writeRunPictures(out, run, { log });
       log(`done: pictures and checkpoint in ${out}`);
       for (const file of written) log(`  ${file}`);

@@ -6,6 +6,18 @@ export type DType = "float32" | "float64" | "int32";
 export type TypedArray = Float32Array | Float64Array | Int32Array;
 export type Shape = readonly number[];
 
+/** Storage that only its backend can read, asynchronously (a GPU buffer). float64 never lives there. */
+export interface DeviceArray {
+  readonly length: number;
+  readonly dtype: "float32" | "int32";
+}
+/** A tensor's storage: host memory (CPU, Wasm) or device memory (WebGPU). */
+export type Storage = TypedArray | DeviceArray;
+
+export function isHostStorage(s: Storage): s is TypedArray {
+  return ArrayBuffer.isView(s);
+}
+
 export type UnaryOp =
   | "neg" | "exp" | "log" | "sqrt" | "rsqrt" | "tanh" | "abs" | "sign"
   | "sin" | "cos" | "square" | "reciprocal" | "step" // step(x) = x > 0 ? 1 : 0
@@ -41,49 +53,63 @@ export interface ConvArgs {
 export interface Backend {
   readonly name: string;
   /** Storage of `size` elements; contents are unspecified. */
-  alloc(dtype: DType, size: number): TypedArray;
+  alloc(dtype: DType, size: number): Storage;
   /** Hands storage back for reuse; the caller must not touch it again. */
-  release(data: TypedArray): void;
+  release(data: Storage): void;
+  /** New storage holding a copy of `values` (its dtype is the array's). */
+  upload(values: TypedArray): Storage;
+  /** A copy of the values, once all work recorded before this call has run. */
+  read(data: Storage): Promise<TypedArray>;
+  /** Starts the work recorded so far (a GPU submit); host backends run each call at once and do nothing here. */
+  flush(): void;
+  /** Frees what the backend holds (a GPU device, worker threads). */
+  dispose?(): void;
 
-  unary(op: UnaryOp, x: TypedArray, out: TypedArray): void;
+  unary(op: UnaryOp, x: Storage, out: Storage): void;
   /** NumPy broadcasting; aShape, bShape and outShape have equal rank. */
-  binary(op: BinaryOp, a: TypedArray, aShape: Shape, b: TypedArray, bShape: Shape, out: TypedArray, outShape: Shape): void;
+  binary(op: BinaryOp, a: Storage, aShape: Shape, b: Storage, bShape: Shape, out: Storage, outShape: Shape): void;
   /** out = cond != 0 ? a : b, all of outShape's size (frontend broadcasts first). */
-  select(cond: TypedArray, a: TypedArray, b: TypedArray, out: TypedArray): void;
+  select(cond: Storage, a: Storage, b: Storage, out: Storage): void;
   /** Reduces the given axes (sorted) of x; out has x's shape with those axes set to 1. */
-  reduce(op: ReduceOp, x: TypedArray, shape: Shape, axes: readonly number[], out: TypedArray): void;
+  reduce(op: ReduceOp, x: Storage, shape: Shape, axes: readonly number[], out: Storage): void;
   /** Cumulative sum/product along an axis, optionally from the end. */
-  cumulative(op: "sum" | "prod", x: TypedArray, shape: Shape, axis: number, reverse: boolean, out: TypedArray): void;
+  cumulative(op: "sum" | "prod", x: Storage, shape: Shape, axis: number, reverse: boolean, out: Storage): void;
 
-  matmul(a: TypedArray, b: TypedArray, out: TypedArray, args: MatmulArgs): void;
-  conv2d(x: TypedArray, kernel: TypedArray, out: TypedArray, args: ConvArgs): void;
+  matmul(a: Storage, b: Storage, out: Storage, args: MatmulArgs): void;
+  conv2d(x: Storage, kernel: Storage, out: Storage, args: ConvArgs): void;
   /** Kernel gradient: out[kh,kw,c,o] = sum over b,i,j of xpad[b,i+di,j+dj,c] * g[b,i,j,o]. */
-  conv2dKernelGrad(x: TypedArray, g: TypedArray, out: TypedArray, args: ConvArgs): void;
+  conv2dKernelGrad(x: Storage, g: Storage, out: Storage, args: ConvArgs): void;
 
-  transpose(x: TypedArray, shape: Shape, perm: readonly number[], out: TypedArray): void;
+  transpose(x: Storage, shape: Shape, perm: readonly number[], out: Storage): void;
   /** Copies a box of `size` from src (at srcBegin) into dst (at dstBegin); equal ranks. */
-  copyBox(src: TypedArray, srcShape: Shape, srcBegin: readonly number[], dst: TypedArray, dstShape: Shape, dstBegin: readonly number[], size: Shape): void;
-  fill(out: TypedArray, value: number): void;
+  copyBox(src: Storage, srcShape: Shape, srcBegin: readonly number[], dst: Storage, dstShape: Shape, dstBegin: readonly number[], size: Shape): void;
+  fill(out: Storage, value: number): void;
+  /** out = src, equal sizes. */
+  copy(src: Storage, out: Storage): void;
   /** out[kh-1-i, kw-1-j, q, p] = kernel[i, j, p, q] for an HWIO kernel [kh,kw,c,o] (out: [kh,kw,o,c]). */
-  flipKernel(kernel: TypedArray, kh: number, kw: number, c: number, o: number, out: TypedArray): void;
+  flipKernel(kernel: Storage, kh: number, kw: number, c: number, o: number, out: Storage): void;
   /** out[i] = x[index[i]]. */
-  gather(x: TypedArray, index: Int32Array, out: TypedArray): void;
-  /** out = 0; out[index[i]] += g[i]. */
-  scatterAdd(g: TypedArray, index: Int32Array, out: TypedArray): void;
+  gather(x: Storage, index: Storage, out: Storage): void;
+  /** out = 0; out[index[i]] += g[i]. `unique` promises that no index repeats (a permutation, maxPool's argmax). */
+  scatterAdd(g: Storage, index: Storage, out: Storage, unique?: boolean): void;
   /** 2x2 stride-2 max pool with 'SAME' padding on NHWC; writes values and flat argmax indices into x. */
-  maxPool2x2(x: TypedArray, shape: Shape, out: TypedArray, argmax: Int32Array): void;
+  maxPool2x2(x: Storage, shape: Shape, out: Storage, argmax: Storage): void;
   /**
    * Layer normalization of `rows` rows of `cols` values (flax LayerNorm with use_fast_variance), statistics
    * accumulated in float64: mean = E[x], var = max(0, E[x^2] - mean^2) (NaN -> 0, as maximum(var, 0)),
    * out = (x - mean) * (1 / sqrt(var + eps)) * scale + bias; scale and bias hold `cols` values.
    */
-  layerNorm(x: TypedArray, rows: number, cols: number, scale: TypedArray, bias: TypedArray, eps: number, out: TypedArray): void;
+  layerNorm(x: Storage, rows: number, cols: number, scale: Storage, bias: Storage, eps: number, out: Storage): void;
   /**
    * The input gradient of layerNorm for the output cotangent g, per row (statistics of x as in layerNorm,
    * float64 accumulation): gs = g * scale, xhat = (x - mean) * rstd,
    * out = rstd * (gs - mean(gs) - xhat * (var >= 0 ? mean(gs * xhat) : 0)).
    */
-  layerNormGradX(x: TypedArray, g: TypedArray, rows: number, cols: number, scale: TypedArray, eps: number, out: TypedArray): void;
+  layerNormGradX(x: Storage, g: Storage, rows: number, cols: number, scale: Storage, eps: number, out: Storage): void;
+  /** Nearest-neighbour resize of NHWC x [b,h,w,c] to [b,height,width,c]: src = floor((i + 0.5) * h / height). */
+  upsampleNearest(x: Storage, shape: Shape, height: number, width: number, out: Storage): void;
+  /** Its adjoint: each input pixel sums its output block, in row-major order of the output. */
+  upsampleNearestGrad(g: Storage, shape: Shape, height: number, width: number, out: Storage): void;
   /** Casts between dtypes (float -> int truncates toward zero). */
-  cast(x: TypedArray, out: TypedArray): void;
+  cast(x: Storage, out: Storage): void;
 }

@@ -1,7 +1,8 @@
 // Counter-based random numbers (Threefry-2x32, the generator JAX uses): a key and a
 // counter fully determine every value, so a run is reproducible bit for bit.
 import type { DType, Shape } from "./backend.ts";
-import { emptyTensor, sizeOf, Tensor } from "./tensor.ts";
+import { sizeOf, Tensor, tensorFromHost } from "./tensor.ts";
+import { allocTyped } from "./backends/cpu/index.ts";
 
 /** Two 32-bit words. Keys are values: splitting never mutates. */
 export type RandomKey = readonly [number, number];
@@ -80,9 +81,9 @@ export function normalArray(k: RandomKey, n: number): Float64Array {
 }
 
 function fromValues(values: Float64Array, shape: Shape, dtype: DType, origin: string): Tensor {
-  const out = emptyTensor(shape, dtype, origin);
-  out.data.set(values);
-  return out;
+  const data = allocTyped(dtype, values.length);
+  data.set(values);
+  return tensorFromHost(data, shape, dtype, origin);
 }
 
 export function uniform(k: RandomKey, shape: Shape, dtype: DType = "float32", low = 0, high = 1): Tensor {

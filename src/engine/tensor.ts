@@ -1,6 +1,6 @@
 // Tensor: shape + dtype + storage owned by the active backend, with scope-based disposal
 // and an optional link to the op that produced it (for reverse-mode autodiff).
-import type { Backend, DType, Shape, TypedArray } from "./backend.ts";
+import { isHostStorage, type Backend, type DType, type Shape, type Storage, type TypedArray } from "./backend.ts";
 import { CpuBackend } from "./backends/cpu/index.ts";
 
 /** How a tensor was made: its inputs and the rule mapping the output's cotangent to theirs. */
@@ -53,22 +53,24 @@ export class Tensor {
   requiresGrad = false;
   /** The op that made it, for error messages. */
   readonly origin: string;
-  private storage: TypedArray | null;
+  private store: Storage | null;
   private readonly backend: Backend;
+  private readonly bytes: number;
 
-  constructor(storage: TypedArray, shape: Shape, dtype: DType, origin: string) {
+  constructor(storage: Storage, shape: Shape, dtype: DType, origin: string) {
     if (storage.length !== sizeOf(shape)) {
       throw new Error(`${origin}: storage of ${storage.length} elements does not match shape ${shapeString(shape)}`);
     }
     this.id = state.nextId++;
-    this.storage = storage;
+    this.store = storage;
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
     this.size = storage.length;
     this.origin = origin;
     this.backend = state.backend;
     state.live++;
-    state.liveBytes += storage.byteLength;
+    this.bytes = storage.length * (dtype === "float64" ? 8 : 4);
+    state.liveBytes += this.bytes;
     if (state.liveBytes > state.peakBytes) state.peakBytes = state.liveBytes;
     const scope = state.scopes[state.scopes.length - 1];
     if (scope) scope.add(this);
@@ -78,15 +80,38 @@ export class Tensor {
     return this.shape.length;
   }
   get isDisposed(): boolean {
-    return this.storage === null;
+    return this.store === null;
+  }
+  /** Whether the values live in host memory, so that `data`, `item()` and `toArray()` work synchronously. */
+  get isHost(): boolean {
+    return this.store !== null && isHostStorage(this.store);
   }
 
-  /** The backing storage (shared, not a copy). Throws after dispose. */
-  get data(): TypedArray {
-    if (this.storage === null) {
+  /** The backend's storage (shared, not a copy), for kernels. Throws after dispose. */
+  get storage(): Storage {
+    if (this.store === null) {
       throw new Error(`tensor #${this.id} (${this.origin}, shape ${shapeString(this.shape)}, ${this.dtype}) was used after dispose`);
     }
-    return this.storage;
+    return this.store;
+  }
+
+  /** The values in host memory (shared, not a copy). On a device backend (WebGPU) use `await t.read()`. */
+  get data(): TypedArray {
+    const s = this.storage;
+    if (!isHostStorage(s)) {
+      throw new Error(`tensor #${this.id} (${this.origin}, shape ${shapeString(this.shape)}) lives on the ${this.backend.name} device: read it with await t.read()`);
+    }
+    return s;
+  }
+
+  /** A copy of the values, on every backend (a device backend first runs the work recorded so far). */
+  read(): Promise<TypedArray> {
+    return this.backend.read(this.storage);
+  }
+  /** The single value of a one-element tensor, on every backend. */
+  async readItem(): Promise<number> {
+    if (this.size !== 1) throw new Error(`readItem: tensor has shape ${shapeString(this.shape)}, not one element`);
+    return (await this.read())[0]!;
   }
 
   /** A copy of the values as a plain typed array of this tensor's dtype. */
@@ -103,11 +128,11 @@ export class Tensor {
   }
 
   dispose(): void {
-    if (this.storage === null) return;
+    if (this.store === null) return;
     state.live--;
-    state.liveBytes -= this.storage.byteLength;
-    this.backend.release(this.storage);
-    this.storage = null;
+    state.liveBytes -= this.bytes;
+    this.backend.release(this.store);
+    this.store = null;
     this.node = null;
     for (const scope of state.scopes) scope.delete(this);
   }
@@ -125,6 +150,11 @@ export function nextTensorId(): number {
 /** Allocates an output on the active backend. */
 export function emptyTensor(shape: Shape, dtype: DType, origin: string): Tensor {
   return new Tensor(state.backend.alloc(dtype, sizeOf(shape)), shape, dtype, origin);
+}
+
+/** A tensor on the active backend holding a copy of `values` (already of `dtype`'s array type). */
+export function tensorFromHost(values: TypedArray, shape: Shape, dtype: DType, origin: string): Tensor {
+  return new Tensor(state.backend.upload(values), shape, dtype, origin);
 }
 
 // ---- scopes -------------------------------------------------------------

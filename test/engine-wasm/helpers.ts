@@ -1,6 +1,7 @@
 // Shared helpers of the WasmBackend tests: seeded random data, backends, and a tolerance-aware comparison.
 import assert from "node:assert/strict";
-import type { Backend, TypedArray } from "../../src/engine/backend.ts";
+import type { TypedArray } from "../../src/engine/backend.ts";
+import type { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
 import { WasmBackend, type WasmBackendOptions } from "../../src/engine/backends/wasm/index.ts";
 
 /** A small deterministic generator (mulberry32), so failures reproduce. */
@@ -22,7 +23,7 @@ export function fillRandom(a: TypedArray, rand: () => number, scale = 1): TypedA
 }
 
 /** An array of `size` random values allocated by `backend` (in its memory). */
-export function randomIn(backend: Backend, size: number, rand: () => number, scale = 1): Float32Array {
+export function randomIn(backend: CpuBackend, size: number, rand: () => number, scale = 1): Float32Array {
   return fillRandom(backend.alloc("float32", size), rand, scale) as Float32Array;
 }
 

@@ -6,6 +6,7 @@ import { after } from "node:test";
 import type { TypedArray } from "../../src/engine/backend.ts";
 import { createGpuDevice, describeAdapter, type GpuContext } from "../../src/engine/backends/webgpu/device.ts";
 import { WebGpuKernels, type GpuArray, type WebGpuKernelsOptions } from "../../src/engine/backends/webgpu/kernels.ts";
+import { WebGpuBackend } from "../../src/engine/backends/webgpu/index.ts";
 
 let context: Promise<GpuContext> | null = null;
 const instances = new Map<string, Promise<WebGpuKernels>>();
@@ -39,6 +40,7 @@ after(async () => {
   }
   instances.clear();
   context = null;
+  backendPromise = null;
 });
 
 /** A small deterministic generator (mulberry32), so failures reproduce. */
@@ -117,4 +119,12 @@ export function assertSame(actual: ArrayLike<number>, expected: ArrayLike<number
     if (a === e || (Number.isNaN(a) && Number.isNaN(e))) continue;
     assert.fail(`${what}: element ${i}: got ${a}, expected ${e}`);
   }
+}
+
+let backendPromise: Promise<WebGpuBackend> | null = null;
+
+/** The engine's WebGpuBackend on this file's shared device (for tests through the Tensor frontend). */
+export function webgpuBackend(): Promise<WebGpuBackend> {
+  backendPromise ??= kernels().then((k) => new WebGpuBackend(k));
+  return backendPromise;
 }

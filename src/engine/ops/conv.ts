@@ -30,7 +30,7 @@ export function conv2d(x: Tensor, kernel: Tensor, pad?: number): Tensor {
   }
   const args = convArgs("conv2d", x.shape, kh, kw, o, p);
   const out = emptyTensor([args.b, args.oh, args.ow, o], x.dtype, "conv2d");
-  getBackend().conv2d(x.data, kernel.data, out.data, args);
+  getBackend().conv2d(x.storage, kernel.storage, out.storage, args);
   return record(out, "conv2d", [x, kernel], (g) => [
     needsGrad(x) ? conv2d(g, flipKernel(kernel), kh - 1 - p) : null,
     needsGrad(kernel) ? conv2dKernelGrad(x, g, kh, kw, p) : null,
@@ -48,7 +48,7 @@ export function conv2dKernelGrad(x: Tensor, g: Tensor, kh: number, kw: number, p
     throw new Error(`conv2dKernelGrad: output gradient ${shapeString(g.shape)} does not match input ${shapeString(x.shape)}`);
   }
   const out = emptyTensor([kh, kw, args.c, args.o], x.dtype, "conv2dKernelGrad");
-  getBackend().conv2dKernelGrad(x.data, g.data, out.data, args);
+  getBackend().conv2dKernelGrad(x.storage, g.storage, out.storage, args);
   return record(out, "conv2dKernelGrad", [x, g], (h) => [
     needsGrad(x) ? conv2d(g, flipKernel(h), kh - 1 - pad) : null,
     needsGrad(g) ? conv2d(x, h, pad) : null,
@@ -60,6 +60,6 @@ export function flipKernel(kernel: Tensor): Tensor {
   checkRank("flipKernel", kernel, 4, "kernel");
   const [kh, kw, c, o] = kernel.shape as [number, number, number, number];
   const out = emptyTensor([kh, kw, o, c], kernel.dtype, "flipKernel");
-  getBackend().flipKernel(kernel.data, kh, kw, c, o, out.data);
+  getBackend().flipKernel(kernel.storage, kh, kw, c, o, out.storage);
   return record(out, "flipKernel", [kernel], (g) => [flipKernel(g)]);
 }

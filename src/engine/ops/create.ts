@@ -1,6 +1,7 @@
 // Creating tensors from values.
 import type { DType, Shape, TypedArray } from "../backend.ts";
-import { emptyTensor, getBackend, shapeString, sizeOf, Tensor } from "../tensor.ts";
+import { emptyTensor, getBackend, shapeString, sizeOf, Tensor, tensorFromHost } from "../tensor.ts";
+import { allocTyped } from "../backends/cpu/index.ts";
 
 export type TensorLike = Tensor | number;
 
@@ -18,11 +19,10 @@ export function tensor(values: ArrayLike<number>, shape?: Shape, dtype?: DType):
   if (values.length !== sizeOf(resolvedShape)) {
     throw new Error(`tensor: ${values.length} values do not fill shape ${shapeString(resolvedShape)}`);
   }
-  const out = emptyTensor(resolvedShape, resolvedDtype, "tensor");
-  const data = out.data;
+  const data = allocTyped(resolvedDtype, values.length);
   if (ArrayBuffer.isView(values)) data.set(values as TypedArray);
   else for (let i = 0; i < values.length; i++) data[i] = values[i]!;
-  return out;
+  return tensorFromHost(data, resolvedShape, resolvedDtype, "tensor");
 }
 
 export function scalar(value: number, dtype: DType = "float32"): Tensor {
@@ -32,7 +32,7 @@ export function scalar(value: number, dtype: DType = "float32"): Tensor {
 export function full(shape: Shape, value: number, dtype: DType = "float32"): Tensor {
   checkShape("full", shape);
   const out = emptyTensor(shape, dtype, "full");
-  getBackend().fill(out.data, value);
+  getBackend().fill(out.storage, value);
   return out;
 }
 
@@ -55,17 +55,17 @@ export function onesLike(t: Tensor): Tensor {
 /** [start, start+1, ..., stop-1]. */
 export function arange(start: number, stop: number, dtype: DType = "float32"): Tensor {
   const n = Math.max(0, Math.ceil(stop - start));
-  const out = emptyTensor([n], dtype, "arange");
-  for (let i = 0; i < n; i++) out.data[i] = start + i;
-  return out;
+  const data = allocTyped(dtype, n);
+  for (let i = 0; i < n; i++) data[i] = start + i;
+  return tensorFromHost(data, [n], dtype, "arange");
 }
 
 /** NumPy's linspace with endpoint: start + i*(stop-start)/(n-1). */
 export function linspace(start: number, stop: number, n: number, dtype: DType = "float32"): Tensor {
-  const out = emptyTensor([n], dtype, "linspace");
+  const data = allocTyped(dtype, n);
   const step = n > 1 ? (stop - start) / (n - 1) : 0;
-  for (let i = 0; i < n; i++) out.data[i] = i === n - 1 && n > 1 ? stop : start + i * step;
-  return out;
+  for (let i = 0; i < n; i++) data[i] = i === n - 1 && n > 1 ? stop : start + i * step;
+  return tensorFromHost(data, [n], dtype, "linspace");
 }
 
 /** Turns a number into a scalar tensor of `like`'s dtype. */

@@ -10,7 +10,7 @@ import { broadcastTo, sumTo } from "./reduce.ts";
 export function unaryOp(op: UnaryOp, x: Tensor, backward: ((g: Tensor, y: Tensor) => Tensor) | null): Tensor {
   checkFloat(op, x);
   const out = emptyTensor(x.shape, x.dtype, op);
-  getBackend().unary(op, x.data, out.data);
+  getBackend().unary(op, x.storage, out.storage);
   if (!backward) return out;
   return record(out, op, [x], (g) => [backward(g, out)]);
 }
@@ -36,7 +36,7 @@ function binaryKernel(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   checkSameDtype(op, a, b);
   const outShape = broadcastShapes(op, a.shape, b.shape);
   const out = emptyTensor(outShape, a.dtype, op);
-  getBackend().binary(op, a.data, padShape(a.shape, outShape.length), b.data, padShape(b.shape, outShape.length), out.data, outShape);
+  getBackend().binary(op, a.storage, padShape(a.shape, outShape.length), b.storage, padShape(b.shape, outShape.length), out.storage, outShape);
   return out;
 }
 
@@ -92,7 +92,7 @@ export function where(cond: Tensor, aLike: TensorLike, bLike: TensorLike): Tenso
   const shape = broadcastShapes("where", broadcastShapes("where", cond.shape, a.shape), b.shape);
   const [c2, a2, b2] = [cond, a, b].map((t) => (sameShape(t.shape, shape) ? t : broadcastTo(t, shape))) as [Tensor, Tensor, Tensor];
   const out = emptyTensor(shape, a.dtype, "where");
-  getBackend().select(c2.data, a2.data, b2.data, out.data);
+  getBackend().select(c2.storage, a2.storage, b2.storage, out.storage);
   return record(out, "where", [a, b], (g) => {
     const zero = asTensor(0, g);
     return [needsGrad(a) ? sumTo(where(c2, g, zero), a.shape) : null, needsGrad(b) ? sumTo(where(c2, zero, g), b.shape) : null];
@@ -111,6 +111,6 @@ export function clip(x: Tensor, lo: number, hi: number): Tensor {
 /** Identity in the forward pass, zero gradient. */
 export function stopGradient(x: Tensor): Tensor {
   const out = emptyTensor(x.shape, x.dtype, "stopGradient");
-  out.data.set(x.data);
+  getBackend().copy(x.storage, out.storage);
   return out;
 }

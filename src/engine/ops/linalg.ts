@@ -36,7 +36,7 @@ export function matmul(a: Tensor, b: Tensor, options: MatmulOptions = {}): Tenso
   }
   const batch = sizeOf(batchShape);
   const out = emptyTensor([...batchShape, m, n], a.dtype, "matmul");
-  getBackend().matmul(a.data, b.data, out.data, {
+  getBackend().matmul(a.storage, b.storage, out.storage, {
     batch, m, n, k: ka, transA, transB,
     aBatchStride: aBatch.length ? m * ka : 0,
     bBatchStride: bBatch.length ? ka * n : 0,

@@ -72,7 +72,7 @@ export function layerNorm(x: Tensor, scale: Tensor, bias: Tensor, eps = 1e-6): T
     return add(mul(mul(sub(x, mu), rsqrt(add(variance, eps))), scale), bias);
   }
   const out = emptyTensor(x.shape, x.dtype, "layerNorm");
-  getBackend().layerNorm(x.data, x.size / Math.max(c, 1), c, scale.data, bias.data, eps, out.data);
+  getBackend().layerNorm(x.storage, x.size / Math.max(c, 1), c, scale.storage, bias.storage, eps, out.storage);
   return record(out, "layerNorm", [x, scale, bias], (g) => [
     needsGrad(x) ? layerNormGradX(x, g, scale, eps) : null,
     needsGrad(scale) ? sumTo(mul(g, layerNorm(x, onesLike(scale), zerosLike(bias), eps)), scale.shape) : null,
@@ -101,7 +101,7 @@ function layerNormStats(x: Tensor, eps: number): { xhat: Tensor; rstd: Tensor; m
 function layerNormGradX(x: Tensor, g: Tensor, scale: Tensor, eps: number): Tensor {
   const c = x.shape[x.rank - 1]!;
   const out = emptyTensor(x.shape, x.dtype, "layerNormGradX");
-  getBackend().layerNormGradX(x.data, g.data, x.size / Math.max(c, 1), c, scale.data, eps, out.data);
+  getBackend().layerNormGradX(x.storage, g.storage, x.size / Math.max(c, 1), c, scale.storage, eps, out.storage);
   return record(out, "layerNormGradX", [x, g, scale], (h) => {
     let ga: Tensor | null = null;
     if (needsGrad(g) || needsGrad(scale)) ga = layerNormGradX(x, h, onesLike(scale), eps);
@@ -135,34 +135,8 @@ export function maxPool2x2(x: Tensor): Tensor {
   const outShape = [b, Math.ceil(h / 2), Math.ceil(w / 2), c];
   const out = emptyTensor(outShape, x.dtype, "maxPool2x2");
   const argmax = emptyTensor(outShape, "int32", "maxPool2x2.argmax");
-  getBackend().maxPool2x2(x.data, x.shape, out.data, argmax.data as Int32Array);
-  return record(out, "maxPool2x2", [x], (g) => [scatterAddFlat(g, argmax, x.shape, true)]);
-}
-
-/** Flat gather indices of upsampleNearest by shape (plain arrays, most recent last; a few shapes recur). */
-const upsampleIndexCache = new Map<string, Int32Array>();
-const UPSAMPLE_CACHE_SIZE = 8;
-
-function upsampleIndex(b: number, h: number, w: number, c: number, height: number, width: number): Int32Array {
-  const key = `${b},${h},${w},${c},${height},${width}`;
-  let idx = upsampleIndexCache.get(key);
-  if (idx) {
-    upsampleIndexCache.delete(key); // refresh its place
-  } else {
-    idx = new Int32Array(b * height * width * c);
-    let at = 0;
-    for (let n = 0; n < b; n++)
-      for (let i = 0; i < height; i++) {
-        const si = Math.floor(((i + 0.5) * h) / height);
-        for (let j = 0; j < width; j++) {
-          const sj = Math.floor(((j + 0.5) * w) / width);
-          for (let q = 0; q < c; q++) idx[at++] = ((n * h + si) * w + sj) * c + q;
-        }
-      }
-    if (upsampleIndexCache.size >= UPSAMPLE_CACHE_SIZE) upsampleIndexCache.delete(upsampleIndexCache.keys().next().value!);
-  }
-  upsampleIndexCache.set(key, idx);
-  return idx;
+  getBackend().maxPool2x2(x.storage, x.shape, out.storage, argmax.storage);
+  return record(out, "maxPool2x2", [x], (g) => [scatterAddFlat(g, argmax, x.shape, true, true)]);
 }
 
 /** Nearest-neighbour resize of NHWC maps: src = floor((i + 0.5) * in / out), as jax.image.resize. */
@@ -170,10 +144,17 @@ export function upsampleNearest(x: Tensor, height: number, width: number): Tenso
   checkRank("upsampleNearest", x, 4);
   const [b, h, w, c] = x.shape as [number, number, number, number];
   if (h === height && w === width) return x;
-  // The index tensor is the gather's (its adjoint uses it too); its values come from a cache.
-  const index = emptyTensor([b, height, width, c], "int32", "upsampleNearest.index");
-  index.data.set(upsampleIndex(b, h, w, c, height, width));
-  return gatherFlat(x, index, true);
+  const out = emptyTensor([b, height, width, c], x.dtype, "upsampleNearest");
+  getBackend().upsampleNearest(x.storage, x.shape, height, width, out.storage);
+  return record(out, "upsampleNearest", [x], (g) => [upsampleNearestGrad(g, x.shape)]);
+}
+
+/** The adjoint of upsampleNearest: sums each output block back onto its input pixel (linear, so its own adjoint is the upsample). */
+function upsampleNearestGrad(g: Tensor, inputShape: readonly number[]): Tensor {
+  const [, height, width] = g.shape as [number, number, number, number];
+  const out = emptyTensor(inputShape, g.dtype, "upsampleNearestGrad");
+  getBackend().upsampleNearestGrad(g.storage, inputShape, height, width, out.storage);
+  return record(out, "upsampleNearestGrad", [g], (h) => [upsampleNearest(h, height, width)]);
 }
 
 /** y = x @ kernel + bias over the last axis (kernel [in, out], as Flax). */

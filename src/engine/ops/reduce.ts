@@ -20,7 +20,7 @@ export function sum(x: Tensor, axes?: number | readonly number[], keepDims = fal
   const ax = resolveAxes("sum", x, axes);
   const kept = reducedShape(x.shape, ax, true);
   const out = emptyTensor(reducedShape(x.shape, ax, keepDims), x.dtype, "sum");
-  getBackend().reduce("sum", x.data, x.shape, ax, out.data);
+  getBackend().reduce("sum", x.storage, x.shape, ax, out.storage);
   return record(out, "sum", [x], (g) => [broadcastTo(reshape(g, kept), x.shape)]);
 }
 
@@ -36,7 +36,7 @@ export function max(x: Tensor, axes?: number | readonly number[], keepDims = fal
   const ax = resolveAxes("max", x, axes);
   const kept = reducedShape(x.shape, ax, true);
   const out = emptyTensor(reducedShape(x.shape, ax, keepDims), x.dtype, "max");
-  getBackend().reduce("max", x.data, x.shape, ax, out.data);
+  getBackend().reduce("max", x.storage, x.shape, ax, out.storage);
   return record(out, "max", [x], (g) => {
     const mask = equal(x, broadcastTo(reshape(out, kept), x.shape));
     const share = div(mask, broadcastTo(sum(mask, ax, true), x.shape));
@@ -53,8 +53,8 @@ export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
   }
   const out = emptyTensor(shape, x.dtype, "broadcastTo");
   const zero = getBackend().alloc(x.dtype, 1);
-  zero[0] = 0;
-  getBackend().binary("add", x.data, padded, zero, shape.map(() => 1), out.data, shape);
+  getBackend().fill(zero, 0);
+  getBackend().binary("add", x.storage, padded, zero, shape.map(() => 1), out.storage, shape);
   getBackend().release(zero);
   return record(out, "broadcastTo", [x], (g) => [sumTo(g, x.shape)]);
 }
@@ -73,7 +73,7 @@ export function sumTo(g: Tensor, shape: readonly number[]): Tensor {
 export function cumsum(x: Tensor, axis = 0, reverse = false): Tensor {
   const a = normalizeAxis("cumsum", axis, x.rank);
   const out = emptyTensor(x.shape, x.dtype, "cumsum");
-  getBackend().cumulative("sum", x.data, x.shape, a, reverse, out.data);
+  getBackend().cumulative("sum", x.storage, x.shape, a, reverse, out.storage);
   return record(out, "cumsum", [x], (g) => [cumsum(g, a, !reverse)]);
 }
 
@@ -81,6 +81,6 @@ export function cumsum(x: Tensor, axis = 0, reverse = false): Tensor {
 export function cumprod(x: Tensor, axis = 0, reverse = false): Tensor {
   const a = normalizeAxis("cumprod", axis, x.rank);
   const out = emptyTensor(x.shape, x.dtype, "cumprod");
-  getBackend().cumulative("prod", x.data, x.shape, a, reverse, out.data);
+  getBackend().cumulative("prod", x.storage, x.shape, a, reverse, out.storage);
   return record(out, "cumprod", [x], (g) => [div(cumsum(mul(g, out), a, !reverse), x)]);
 }

@@ -2,12 +2,16 @@
 import type { Backend, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, TypedArray, UnaryOp } from "../../backend.ts";
 import { binary, cumulative, layerNorm, layerNormGradX, reduce, select, unary } from "./elementwise.ts";
 import { conv2d, conv2dKernelGrad, matmul } from "./matmul.ts";
-import { copyBox, flipKernel, gather, maxPool2x2, scatterAdd, transpose } from "./layout.ts";
+import { copyBox, flipKernel, gather, maxPool2x2, scatterAdd, transpose, upsampleIndex } from "./layout.ts";
 
 export function allocTyped(dtype: DType, size: number): TypedArray {
   if (dtype === "float32") return new Float32Array(size);
   if (dtype === "float64") return new Float64Array(size);
   return new Int32Array(size);
+}
+
+export function dtypeOf(values: TypedArray): DType {
+  return values instanceof Float64Array ? "float64" : values instanceof Int32Array ? "int32" : "float32";
 }
 
 export class CpuBackend implements Backend {
@@ -19,6 +23,17 @@ export class CpuBackend implements Backend {
   }
   release(_data: TypedArray): void {
     // Plain typed arrays are reclaimed by the garbage collector.
+  }
+  upload(values: TypedArray): TypedArray {
+    const out = this.alloc(dtypeOf(values), values.length);
+    out.set(values);
+    return out;
+  }
+  read(data: TypedArray): Promise<TypedArray> {
+    return Promise.resolve(data.slice());
+  }
+  flush(): void {
+    // Every kernel has already run.
   }
   /** A reusable buffer for im2col, grown on demand, one per dtype. */
   protected scratch(like: TypedArray, size: number): TypedArray {
@@ -52,15 +67,22 @@ export class CpuBackend implements Backend {
     copyBox(src, srcShape, srcBegin, dst, dstShape, dstBegin, size);
   }
   fill(out: TypedArray, value: number): void { out.fill(value); }
+  copy(src: TypedArray, out: TypedArray): void { out.set(src); }
   flipKernel(kernel: TypedArray, kh: number, kw: number, c: number, o: number, out: TypedArray): void { flipKernel(kernel, kh, kw, c, o, out); }
   gather(x: TypedArray, index: Int32Array, out: TypedArray): void { gather(x, index, out); }
-  scatterAdd(g: TypedArray, index: Int32Array, out: TypedArray): void { scatterAdd(g, index, out); }
+  scatterAdd(g: TypedArray, index: Int32Array, out: TypedArray, _unique?: boolean): void { scatterAdd(g, index, out); }
   maxPool2x2(x: TypedArray, shape: Shape, out: TypedArray, argmax: Int32Array): void { maxPool2x2(x, shape, out, argmax); }
   layerNorm(x: TypedArray, rows: number, cols: number, scale: TypedArray, bias: TypedArray, eps: number, out: TypedArray): void {
     layerNorm(x, rows, cols, scale, bias, eps, out);
   }
   layerNormGradX(x: TypedArray, g: TypedArray, rows: number, cols: number, scale: TypedArray, eps: number, out: TypedArray): void {
     layerNormGradX(x, g, rows, cols, scale, eps, out);
+  }
+  upsampleNearest(x: TypedArray, shape: Shape, height: number, width: number, out: TypedArray): void {
+    this.gather(x, upsampleIndex(shape, height, width), out);
+  }
+  upsampleNearestGrad(g: TypedArray, shape: Shape, height: number, width: number, out: TypedArray): void {
+    this.scatterAdd(g, upsampleIndex(shape, height, width), out);
   }
   cast(x: TypedArray, out: TypedArray): void {
     if (out instanceof Int32Array) for (let i = 0; i < out.length; i++) out[i] = Math.trunc(x[i]!);

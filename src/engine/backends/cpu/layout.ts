@@ -67,6 +67,34 @@ export function scatterAdd(g: TypedArray, index: Int32Array, out: TypedArray): v
   for (let i = 0; i < g.length; i++) out[index[i]!] += g[i]!;
 }
 
+/** Flat gather indices of a nearest upsample by shape (most recent last; a few shapes recur in a U-Net). */
+const upsampleIndexCache = new Map<string, Int32Array>();
+const UPSAMPLE_CACHE_SIZE = 8;
+
+/** out[n,i,j,q] = x[n, floor((i+0.5)h/height), floor((j+0.5)w/width), q], as flat indices into x. */
+export function upsampleIndex(shape: Shape, height: number, width: number): Int32Array {
+  const [b, h, w, c] = shape as [number, number, number, number];
+  const key = `${b},${h},${w},${c},${height},${width}`;
+  let idx = upsampleIndexCache.get(key);
+  if (idx) {
+    upsampleIndexCache.delete(key); // refresh its place
+  } else {
+    idx = new Int32Array(b * height * width * c);
+    let at = 0;
+    for (let n = 0; n < b; n++)
+      for (let i = 0; i < height; i++) {
+        const si = Math.floor(((i + 0.5) * h) / height);
+        for (let j = 0; j < width; j++) {
+          const sj = Math.floor(((j + 0.5) * w) / width);
+          for (let q = 0; q < c; q++) idx[at++] = ((n * h + si) * w + sj) * c + q;
+        }
+      }
+    if (upsampleIndexCache.size >= UPSAMPLE_CACHE_SIZE) upsampleIndexCache.delete(upsampleIndexCache.keys().next().value!);
+  }
+  upsampleIndexCache.set(key, idx);
+  return idx;
+}
+
 /** 'SAME' padding with window 2 and stride 2 pads only at the end, with -inf. */
 export function maxPool2x2(x: TypedArray, shape: Shape, out: TypedArray, argmax: Int32Array): void {
   const [b, h, w, c] = shape as [number, number, number, number];

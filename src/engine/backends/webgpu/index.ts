@@ -1,0 +1,168 @@
+// The WebGPU backend: the engine's Backend interface on GPU buffers. Each call only records a dispatch into
+// one command encoder; flush() (the end of a training or sampling step) submits it, and read() is the only
+// way values come back. float64 stays on the host backends: WGSL has no f64.
+import type { Backend, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
+import { describeAdapter, type GpuDeviceOptions } from "./device.ts";
+import { WebGpuKernels, type GpuArray, type KernelStats, type WebGpuKernelsOptions } from "./kernels.ts";
+
+export type { GpuArray } from "./kernels.ts";
+
+export interface WebGpuBackendOptions extends GpuDeviceOptions, WebGpuKernelsOptions {
+  /**
+   * Submit after this many backend calls even without flush(), so that a long loop that never reads back
+   * (e.g. a sampler's 1000 steps) does not grow one command buffer and its parameter staging without bound.
+   */
+  autoFlushCalls?: number;
+}
+
+const F64_MESSAGE = "the webgpu backend has no float64 (WGSL has no f64): use float32, or the cpu backend for float64";
+
+export class WebGpuBackend implements Backend {
+  readonly name = "webgpu";
+  readonly kernels: WebGpuKernels;
+  private readonly autoFlushCalls: number;
+  private callsSinceFlush = 0;
+
+  constructor(kernels: WebGpuKernels, options: WebGpuBackendOptions = {}) {
+    this.kernels = kernels;
+    this.autoFlushCalls = options.autoFlushCalls ?? 4096;
+  }
+
+  /** A device on the best adapter (hardware GPU first; see device.ts); dispose() releases it. */
+  static async create(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+    return new WebGpuBackend(await WebGpuKernels.create(options), options);
+  }
+
+  /** One line naming the adapter, e.g. "NVIDIA H200 (dawn/vulkan, core)". */
+  describe(): string {
+    return this.kernels.info ? describeAdapter(this.kernels.info) : "WebGPU device";
+  }
+
+  stats(): KernelStats {
+    return this.kernels.stats();
+  }
+
+  /** Counts a recorded call; submits when the encoder has grown long. */
+  private recorded(): void {
+    if (++this.callsSinceFlush >= this.autoFlushCalls) this.flush();
+  }
+
+  alloc(dtype: DType, size: number): GpuArray {
+    if (dtype === "float64") throw new Error(F64_MESSAGE);
+    return this.kernels.alloc(dtype, size);
+  }
+  release(data: GpuArray): void {
+    this.kernels.release(data);
+  }
+  upload(values: TypedArray): GpuArray {
+    if (values instanceof Float64Array) throw new Error(F64_MESSAGE);
+    return this.kernels.upload(values);
+  }
+  read(data: GpuArray): Promise<TypedArray> {
+    this.callsSinceFlush = 0;
+    return this.kernels.download(data);
+  }
+  flush(): void {
+    this.callsSinceFlush = 0;
+    this.kernels.submit();
+  }
+  /** Waits until the GPU has run everything submitted (for timings). */
+  async sync(): Promise<void> {
+    this.callsSinceFlush = 0;
+    await this.kernels.sync();
+  }
+  dispose(): void {
+    this.kernels.destroy();
+  }
+
+  unary(op: UnaryOp, x: GpuArray, out: GpuArray): void {
+    this.kernels.unary(op, x, out);
+    this.recorded();
+  }
+  binary(op: BinaryOp, a: GpuArray, aShape: Shape, b: GpuArray, bShape: Shape, out: GpuArray, outShape: Shape): void {
+    this.kernels.binary(op, a, aShape, b, bShape, out, outShape);
+    this.recorded();
+  }
+  select(cond: GpuArray, a: GpuArray, b: GpuArray, out: GpuArray): void {
+    this.kernels.select(cond, a, b, out);
+    this.recorded();
+  }
+  reduce(op: ReduceOp, x: GpuArray, shape: Shape, axes: readonly number[], out: GpuArray): void {
+    this.kernels.reduce(op, x, shape, axes, out);
+    this.recorded();
+  }
+  cumulative(op: "sum" | "prod", x: GpuArray, shape: Shape, axis: number, reverse: boolean, out: GpuArray): void {
+    this.kernels.cumulative(op, x, shape, axis, reverse, out);
+    this.recorded();
+  }
+  matmul(a: GpuArray, b: GpuArray, out: GpuArray, args: MatmulArgs): void {
+    this.kernels.matmul(a, b, out, args);
+    this.recorded();
+  }
+  conv2d(x: GpuArray, kernel: GpuArray, out: GpuArray, args: ConvArgs): void {
+    this.kernels.conv2d(x, kernel, out, args);
+    this.recorded();
+  }
+  conv2dKernelGrad(x: GpuArray, g: GpuArray, out: GpuArray, args: ConvArgs): void {
+    this.kernels.conv2dKernelGrad(x, g, out, args);
+    this.recorded();
+  }
+  transpose(x: GpuArray, shape: Shape, perm: readonly number[], out: GpuArray): void {
+    this.kernels.transpose(x, shape, perm, out);
+    this.recorded();
+  }
+  copyBox(src: GpuArray, srcShape: Shape, srcBegin: readonly number[], dst: GpuArray, dstShape: Shape, dstBegin: readonly number[], size: Shape): void {
+    this.kernels.copyBox(src, srcShape, srcBegin, dst, dstShape, dstBegin, size);
+    this.recorded();
+  }
+  fill(out: GpuArray, value: number): void {
+    this.kernels.fill(out, value);
+    this.recorded();
+  }
+  copy(src: GpuArray, out: GpuArray): void {
+    if (src.length !== out.length) throw new Error(`webgpu copy: ${src.length} elements into ${out.length}`);
+    this.kernels.copyBox(src, [src.length], [0], out, [out.length], [0], [src.length]);
+    this.recorded();
+  }
+  flipKernel(kernel: GpuArray, kh: number, kw: number, c: number, o: number, out: GpuArray): void {
+    this.kernels.flipKernel(kernel, [kh, kw, c, o], out);
+    this.recorded();
+  }
+  gather(x: GpuArray, index: GpuArray, out: GpuArray): void {
+    this.kernels.gather(x, index, out);
+    this.recorded();
+  }
+  scatterAdd(g: GpuArray, index: GpuArray, out: GpuArray, unique = false): void {
+    this.kernels.scatterAdd(g, index, out, { unique });
+    this.recorded();
+  }
+  maxPool2x2(x: GpuArray, shape: Shape, out: GpuArray, argmax: GpuArray): void {
+    this.kernels.maxPool2x2(x, shape, out, argmax);
+    this.recorded();
+  }
+  layerNorm(x: GpuArray, rows: number, cols: number, scale: GpuArray, bias: GpuArray, eps: number, out: GpuArray): void {
+    this.kernels.layerNorm(x, rows, cols, scale, bias, eps, out);
+    this.recorded();
+  }
+  layerNormGradX(x: GpuArray, g: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray): void {
+    this.kernels.layerNormGradX(x, g, rows, cols, scale, eps, out);
+    this.recorded();
+  }
+  upsampleNearest(x: GpuArray, shape: Shape, height: number, width: number, out: GpuArray): void {
+    this.kernels.upsampleNearest(x, shape, height, width, out);
+    this.recorded();
+  }
+  upsampleNearestGrad(g: GpuArray, shape: Shape, height: number, width: number, out: GpuArray): void {
+    this.kernels.upsampleNearestGrad(g, shape, height, width, out);
+    this.recorded();
+  }
+  cast(x: GpuArray, out: GpuArray): void {
+    this.kernels.cast(x, out);
+    this.recorded();
+  }
+}
+
+/** Whether storage is a GPU array (for code that must not touch it on the host). */
+export function isGpuArray(s: Storage): s is GpuArray {
+  return !ArrayBuffer.isView(s) && "buffer" in s;
+}

@@ -1,0 +1,123 @@
+// The whole engine on the WebGpuBackend (setBackend): a small conv net with a second-order gradient, and the
+// U-Net (features 4) training loss with its gradient penalty. Values and gradients must equal the reference
+// CPU backend's within float32 tolerances (stated at each assertion). Results come back with await t.read().
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as td from "../../src/engine/index.ts";
+import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
+import { initUNet, unetForward, type UNetParams } from "../../src/nn/unet.ts";
+import { diffusionLoss } from "../../src/train/loss.ts";
+import { webgpuBackend } from "./helpers.ts";
+
+after(() => td.setBackend(new CpuBackend()));
+
+type Leaves = Map<string, { values: Float64Array; shape: number[] }>;
+
+/** Runs fn on a backend with float32 copies of the leaves; reads the results back as Float64Arrays. */
+async function onBackend(backend: td.Backend, leaves: Leaves, fn: (p: Map<string, td.Tensor>) => td.Tensor[]): Promise<Float64Array[]> {
+  td.setBackend(backend);
+  try {
+    const outs = td.tidy(() => fn(new Map([...leaves].map(([k, v]) => [k, td.tensor(v.values, v.shape, "float32")] as const))));
+    const values = await Promise.all(outs.map((t) => t.read()));
+    td.dispose(outs);
+    return values.map((v) => Float64Array.from(v));
+  } finally {
+    td.setBackend(new CpuBackend());
+  }
+}
+
+function maxAbs(a: Float64Array): number {
+  let m = 0;
+  for (const v of a) m = Math.max(m, Math.abs(v));
+  return m;
+}
+
+/** |a - b| <= rel * max(max|b|, floor) elementwise (errors relative to the tensor's scale, as float32 sums give). */
+function assertTensorClose(a: Float64Array, b: Float64Array, rel: number, what: string, floor = 0): number {
+  assert.equal(a.length, b.length, what);
+  const scale = Math.max(maxAbs(b), floor);
+  let worst = 0;
+  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+  assert.ok(worst <= rel * scale + 1e-30, `${what}: max error ${worst} > ${rel} * ${scale}`);
+  return scale === 0 ? worst : worst / scale;
+}
+
+function randomLeaves(spec: Record<string, number[]>, seed: number): Leaves {
+  let key = td.random.key(seed);
+  const out: Leaves = new Map();
+  for (const [name, shape] of Object.entries(spec)) {
+    const [k, next] = td.random.split(key) as [td.random.RandomKey, td.random.RandomKey];
+    key = next;
+    const n = shape.reduce((p, d) => p * d, 1);
+    const values = td.random.normalArray(k, n).map((v) => v * (name.startsWith("k") ? 1 / Math.sqrt(n / shape[shape.length - 1]!) : 1));
+    out.set(name, { values, shape });
+  }
+  return out;
+}
+
+test("a small conv net: forward, parameter gradients and a gradient-penalty second-order gradient match the reference", async () => {
+  const gpu = await webgpuBackend();
+  const leaves = randomLeaves({ x: [6, 8, 8, 3], k1: [3, 3, 3, 16], b1: [16], k2: [3, 3, 16, 8], k3: [1, 1, 8, 4], scale: [8], w: [4, 5], e: [10, 4] }, 1);
+  const model = (p: Map<string, td.Tensor>, x: td.Tensor): td.Tensor => {
+    let h = td.gelu(td.add(td.conv2d(x, p.get("k1")!), p.get("b1")!));
+    h = td.maxPool2x2(h);
+    h = td.conv2d(h, p.get("k2")!);
+    h = td.upsampleNearest(h, 8, 8);
+    h = td.layerNorm(h, p.get("scale")!, td.zerosLike(p.get("scale")!));
+    h = td.tanh(td.conv2d(h, p.get("k3")!));
+    // take with device indices (the class-embedding path), softmax and a broadcast.
+    const emb = td.take(p.get("e")!, td.tensor(Int32Array.from([3, 0, 9, 3, 1, 7]), [6], "int32"));
+    h = td.add(h, td.reshape(td.softmax(emb, -1), [6, 1, 1, 4]));
+    return td.matmul(td.reshape(h, [-1, 4]), p.get("w")!);
+  };
+  const run = (p: Map<string, td.Tensor>): td.Tensor[] => {
+    const names = ["k1", "b1", "k2", "k3", "scale", "w", "e"];
+    const params = names.map((n) => p.get(n)!);
+    const x = p.get("x")!;
+    for (const t of [...params, x]) t.requiresGrad = true;
+    const y = model(p, x);
+    const [gx] = td.gradients(td.mean(y), [x], { createGraph: true });
+    const loss = td.add(td.mean(td.square(y)), td.mul(0.5, td.mean(td.square(gx!))));
+    const grads = td.gradients(loss, params);
+    return [y, gx!, loss, ...grads];
+  };
+  const ref = await onBackend(new CpuBackend(), leaves, run);
+  const got = await onBackend(gpu, leaves, run);
+  const names = ["output", "input gradient", "loss", "dk1", "db1", "dk2", "dk3", "dscale", "dw", "de"];
+  // float32 throughout (the reference sums products in double; WGSL's exp/tanh are a few ulp): errors of a
+  // few 1e-6 of each tensor's scale.
+  got.forEach((g, i) => assertTensorClose(g, ref[i]!, 2e-5, names[i]!));
+});
+
+test("the U-Net (features 4) training loss with its gradient penalty: loss and all parameter gradients match", async () => {
+  const gpu = await webgpuBackend();
+  const batch = 5;
+  const config = { inChannels: 1, outChannels: 1, features: 4, timeEmbDim: 16, numClasses: 10 };
+  const images = td.random.normalArray(td.random.key(3), batch * 64);
+  const noise = td.random.normalArray(td.random.key(4), batch * 64);
+  const t = Int32Array.from({ length: batch }, (_, i) => 37 + 211 * i);
+  const labels = Int32Array.from([3, -1, 0, 9, 5]);
+  const sa = Array.from({ length: 1000 }, (_, i) => Math.sqrt(1 - i / 1000));
+  const ss = Array.from({ length: 1000 }, (_, i) => Math.sqrt(i / 1000 + 1e-3));
+  const run = (): td.Tensor[] => {
+    const params = initUNet(config, td.random.key(7));
+    const f = (p: UNetParams): td.Tensor =>
+      diffusionLoss((q: UNetParams, x, tt, l) => unetForward(q, x, tt, { labels: l }), p, {
+        images: td.tensor(images, [batch, 8, 8, 1], "float32"), t, labels, noise: td.tensor(noise, [batch, 8, 8, 1], "float32"),
+        sqrtAlphaCumulative: sa, sqrtOneMinusAlphaCumulative: ss,
+      }, { penaltyWeight: 0.02 }).total;
+    const { value, grads } = td.valueAndGrad(f)(params);
+    return [value, ...td.flattenTree(grads).values()];
+  };
+  const ref = await onBackend(new CpuBackend(), new Map(), run);
+  const got = await onBackend(gpu, new Map(), run);
+  assert.equal(got.length, ref.length);
+  // The loss: within 1e-5 relative. Each gradient: within 1e-4 of its largest entry, or of 1e-3 of the
+  // largest gradient entry overall for gradients that are zero in exact arithmetic and only rounding noise
+  // here (the attention key bias: softmax ignores a shift of every score).
+  assertTensorClose(got[0]!, ref[0]!, 1e-5, "loss");
+  const overall = Math.max(...ref.slice(1).map(maxAbs));
+  let worst = 0;
+  for (let i = 1; i < got.length; i++) worst = Math.max(worst, assertTensorClose(got[i]!, ref[i]!, 1e-4, `gradient #${i}`, 1e-3 * overall));
+  console.log(`# worst gradient error relative to scale: ${worst.toExponential(2)}`);
+});
