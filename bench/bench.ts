@@ -1,12 +1,18 @@
 // `npm run bench`: seconds per full training step (tutorial loss with the gradient penalty, AdamW,
-// batch 172) at features 16/32/64, U-Net forward at batch 9 and 1000, and GEMM GFLOP/s at 1024^3.
-// Flags: --backend auto|cpu|wasm  --features 16[,32,...]  --steps N (timed steps per size, default 3)
+// batch 172) at features 16/32/64, U-Net forward at batch 9 and 1000, GEMM GFLOP/s at 1024^3, and
+// (by default on webgpu only) DDPM sampling of B images x K steps.
+// Flags: --backend auto|cpu|wasm|webgpu  --features 16[,32,...]  --steps N (timed steps per size, default 3)
+//        --sampling BxK (e.g. 100x1000; 0 = skip; default 100x1000 on webgpu, else 0)
 //        --skip-forward  --skip-gemm  --json (ends with one line of JSON)
+// Every timing ends with a read back to the host (the step's loss, the sample, the product), so a device
+// backend is timed to completion, as a training loop that logs its loss sees it.
 import { availableParallelism, cpus } from "node:os";
 import * as td from "../src/engine/index.ts";
 import { useBackend, type BackendChoice } from "../src/cli/backend.ts";
 import { initUNet, unetForward, type UNetParams } from "../src/nn/unet.ts";
 import { makeSchedule, TUTORIAL_TRAIN_SCHEDULE } from "../src/diffusion/schedules.ts";
+import { DDPM_SAMPLER } from "../src/diffusion/samplers.ts";
+import { sample } from "../src/diffusion/sample.ts";
 import { diffusionLoss } from "../src/train/loss.ts";
 import { initOptimizerState, optimizerStep, TUTORIAL_OPTIMIZER, type OptimizerState } from "../src/train/optimizer.ts";
 
@@ -26,7 +32,16 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)]!;
 }
 
-function trainStepSeconds(features: number): number {
+/** GPU dispatches and submits so far, when the backend counts them (webgpu). */
+function kernelCounts(): { dispatches: number; submits: number } | null {
+  const b = td.getBackend() as td.Backend & { stats?: () => { dispatches: number; submits: number } };
+  return b.stats ? b.stats() : null;
+}
+let dispatchesPerStep: number | null = null;
+/** Host time to record one step (before its submit): on a device backend, the floor of the step time. */
+let recordSecondsPerStep: number[] = [];
+
+async function trainStepSeconds(features: number): Promise<number> {
   const schedule = makeSchedule(TUTORIAL_TRAIN_SCHEDULE);
   let params: UNetParams = td.keep(initUNet({ inChannels: 1, outChannels: 1, features, timeEmbDim: 128 }, td.random.key(1)));
   let state: OptimizerState = td.keep(initOptimizerState(params));
@@ -35,50 +50,80 @@ function trainStepSeconds(features: number): number {
   const times: number[] = [];
   for (let i = 0; i < timedSteps + 1; i++) {
     const started = performance.now();
+    const before = kernelCounts();
     const next = td.tidy(() => {
       const noise = td.random.normal(td.random.key(10 + i), [BATCH, 8, 8, 1]);
       const t = td.random.choice(td.random.key(100 + i), 1000, BATCH);
       // As the trainer: an inner scope frees the activations before the optimizer runs.
-      const { grads } = td.tidy(() => td.valueAndGrad((p: UNetParams) => diffusionLoss(model, p, {
+      const { value, grads } = td.tidy(() => td.valueAndGrad((p: UNetParams) => diffusionLoss(model, p, {
         images, t, noise, sqrtAlphaCumulative: schedule.sqrtAlphaCumulative, sqrtOneMinusAlphaCumulative: schedule.sqrtOneMinusAlphaCumulative,
       }, { penaltyWeight: 0.02 }).total)(params));
       const update = optimizerStep(params, grads, state, TUTORIAL_OPTIMIZER);
-      return { params: update.params, state: update.state };
+      return { params: update.params, state: update.state, loss: value };
     });
     td.dispose([params, state]);
     params = td.keep(next.params);
     state = td.keep(next.state);
+    const recorded = performance.now();
+    td.getBackend().flush();
+    const loss = await next.loss.readItem();
+    next.loss.dispose();
+    if (!Number.isFinite(loss)) throw new Error(`bench: the loss is ${loss}`);
+    const after = kernelCounts();
+    if (before && after) dispatchesPerStep = after.dispatches - before.dispatches;
     if (i > 0) times.push((performance.now() - started) / 1000); // the first step warms up
+    if (i > 0) recordSecondsPerStep.push((recorded - started) / 1000);
   }
   td.dispose([params, state, images]);
   return median(times);
 }
 
-function forwardSeconds(features: number, batch: number): number {
+async function forwardSeconds(features: number, batch: number): Promise<number> {
   const params = td.keep(initUNet({ inChannels: 1, outChannels: 1, features, timeEmbDim: 128 }, td.random.key(1)));
   const x = td.keep(td.random.normal(td.random.key(3), [batch, 8, 8, 1]));
   const t = new Int32Array(batch).fill(500);
   const times: number[] = [];
   for (let i = 0; i < 4; i++) {
     const started = performance.now();
-    td.tidy(() => td.noGrad(() => unetForward(params, x, t)));
+    const out = td.tidy(() => td.noGrad(() => unetForward(params, x, t)));
+    await out.read();
+    out.dispose();
     if (i > 0) times.push((performance.now() - started) / 1000);
   }
   td.dispose([params, x]);
   return median(times);
 }
 
-function gemmGflops(n: number): number {
+async function gemmGflops(n: number): Promise<number> {
   const a = td.keep(td.random.normal(td.random.key(4), [n, n]));
   const b = td.keep(td.random.normal(td.random.key(5), [n, n]));
   const times: number[] = [];
   for (let i = 0; i < 3; i++) {
     const started = performance.now();
-    td.tidy(() => td.matmul(a, b));
+    const c = td.tidy(() => td.sum(td.matmul(a, b)));
+    await c.read();
+    c.dispose();
     if (i > 0) times.push((performance.now() - started) / 1000);
   }
   td.dispose([a, b]);
   return (2 * n * n * n) / median(times) / 1e9;
+}
+
+/** Seconds for DDPM sampling of `batch` images over `steps` timesteps (the U-Net at `features`, untrained weights). */
+async function samplingSeconds(features: number, batch: number, steps: number): Promise<number> {
+  const params = td.keep(initUNet({ inChannels: 1, outChannels: 1, features, timeEmbDim: 128 }, td.random.key(1)));
+  const schedule = makeSchedule({ ...TUTORIAL_TRAIN_SCHEDULE, numSteps: steps });
+  const run = async (): Promise<number> => {
+    const started = performance.now();
+    const x = sample({ model: (xt, t) => unetForward(params, xt, t), schedule, sampler: DDPM_SAMPLER, shape: [batch, 8, 8, 1], key: td.random.key(9) });
+    await x.read();
+    x.dispose();
+    return (performance.now() - started) / 1000;
+  };
+  await run(); // compiles and warms up
+  const seconds = await run();
+  td.dispose(params);
+  return seconds;
 }
 
 const active = await useBackend(backendChoice);
@@ -87,24 +132,40 @@ const result: Record<string, unknown> = { backend: active.name, threads, cpu: cp
 const rows: [string, string][] = [];
 const trainSteps: Record<string, number> = {};
 for (const f of featureList) {
-  trainSteps[String(f)] = Number(trainStepSeconds(f).toFixed(4));
+  trainSteps[String(f)] = Number((await trainStepSeconds(f)).toFixed(4));
   rows.push([`train step, features ${f}, batch ${BATCH}, penalty on (s)`, trainSteps[String(f)]!.toFixed(3)]);
+  if (dispatchesPerStep !== null) {
+    rows.push([`  GPU dispatches per step, features ${f}`, String(dispatchesPerStep)]);
+    rows.push([`  host time recording the step, features ${f} (s)`, median(recordSecondsPerStep).toFixed(4)]);
+    result[`record_s_f${f}`] = Number(median(recordSecondsPerStep).toFixed(4));
+  }
+  recordSecondsPerStep = [];
 }
 result.train_step_s = trainSteps;
+if (dispatchesPerStep !== null) result.dispatches_per_step = dispatchesPerStep;
 if (!has("skip-forward")) {
   const f = featureList.includes(64) ? 64 : featureList[0]!;
   const fwd: Record<string, number> = {};
   for (const batch of [9, 1000]) {
-    fwd[String(batch)] = Number(forwardSeconds(f, batch).toFixed(4));
+    fwd[String(batch)] = Number((await forwardSeconds(f, batch)).toFixed(4));
     rows.push([`U-Net forward, features ${f}, batch ${batch} (s)`, fwd[String(batch)]!.toFixed(4)]);
   }
   result.forward_s = { features: f, ...fwd };
 }
 if (!has("skip-gemm")) {
-  result.gemm_gflops_1024 = Number(gemmGflops(1024).toFixed(2));
+  result.gemm_gflops_1024 = Number((await gemmGflops(1024)).toFixed(2));
   rows.push(["GEMM 1024^3 (GFLOP/s)", String(result.gemm_gflops_1024)]);
 }
-console.log(`backend ${active.name}, ${threads} thread(s), ${result.cpu}`);
+const sampling = flag("sampling") ?? (active.name === "webgpu" ? "100x1000" : "0");
+if (sampling !== "0") {
+  const [batch, steps] = sampling.split("x").map(Number) as [number, number];
+  if (!(batch > 0 && steps > 0)) throw new Error(`--sampling must look like 100x1000, got ${sampling}`);
+  const f = featureList.includes(64) ? 64 : featureList[0]!;
+  result.sampling_s = { features: f, batch, steps, seconds: Number((await samplingSeconds(f, batch, steps)).toFixed(3)) };
+  rows.push([`DDPM sampling, features ${f}, ${batch} images x ${steps} steps (s)`, (result.sampling_s as { seconds: number }).seconds.toFixed(3)]);
+}
+console.log(`backend ${active.description}, ${threads} thread(s), ${result.cpu}`);
+result.device = active.description;
 const width = Math.max(...rows.map((r) => r[0].length));
 for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);
 if (has("json")) console.log(JSON.stringify(result));

@@ -76,8 +76,8 @@ function shiftImages(images: Float32Array, count: number, shifts: Float64Array):
   return outImages;
 }
 
-function accuracy(classifier: DigitClassifier, data: DigitsDataset): number {
-  const { labels } = classifier.classify(data.images, data.count);
+async function accuracy(classifier: DigitClassifier, data: DigitsDataset): Promise<number> {
+  const { labels } = await classifier.classify(data.images, data.count);
   let right = 0;
   for (let i = 0; i < data.count; i++) if (labels[i] === data.labels[i]) right++;
   return right / data.count;
@@ -118,15 +118,15 @@ for (let epoch = 0; epoch < epochs; epoch++) {
     state = next.state;
   }
   const c = new DigitClassifier(params);
-  const line = `epoch ${epoch + 1}/${epochs}: loss ${(lossSum / train.count).toFixed(4)}, test acc ${accuracy(c, allSplit.test).toFixed(4)}, held-out acc ${accuracy(c, heldOut).toFixed(4)} (${((performance.now() - started) / 1000).toFixed(0)} s)`;
+  const line = `epoch ${epoch + 1}/${epochs}: loss ${(lossSum / train.count).toFixed(4)}, test acc ${(await accuracy(c, allSplit.test)).toFixed(4)}, held-out acc ${(await accuracy(c, heldOut)).toFixed(4)} (${((performance.now() - started) / 1000).toFixed(0)} s)`;
   console.log(line);
 }
 
 const classifier = new DigitClassifier(params);
-const testAcc = accuracy(classifier, allSplit.test);
-const heldOutAcc = accuracy(classifier, heldOut);
-const trainAcc = accuracy(classifier, train);
-const bytes = encodeClassifier(params, {
+const testAcc = await accuracy(classifier, allSplit.test);
+const heldOutAcc = await accuracy(classifier, heldOut);
+const trainAcc = await accuracy(classifier, train);
+const bytes = await encodeClassifier(params, {
   seed: String(seed),
   epochs: String(epochs),
   trained_on: `${train.count} images: loadDigitsSplit("all").train minus every per-digit test image`,

@@ -14,6 +14,11 @@ const isolationHeaders = {
 
 export default defineConfig({
   root: webRoot,
+  resolve: {
+    // The engine's WebGPU device code loads Dawn (the `webgpu` npm package, a Node addon) only in Node; in the
+    // browser it takes navigator.gpu. A stub keeps the addon's Node-only modules out of the bundle.
+    alias: [{ find: /^webgpu$/, replacement: fileURLToPath(new URL("./src/dawn-stub.ts", import.meta.url)) }],
+  },
   // Relative asset URLs: web/dist works from any path (a sub-folder of a static host, file servers).
   base: "./",
   publicDir: "public",

@@ -93,7 +93,7 @@ export async function runEval(o: EvalCommandOptions): Promise<EvalReport> {
   const expectedClass = labelsPath !== undefined ? readLabelsNpy(labelsPath, n) : o.class;
   if (labelsPath !== undefined && o.labels === undefined && !o.json) o.log(`expected classes from ${labelsPath} (written by sample; --class overrides)`);
   // Inconsistent options (e.g. --train-split 3 with --class 5) throw plain one-line errors: main() prints them, exit 1.
-  const report = evaluateSamples(images, n, { expectedClass, reference: o.reference, trainSplit: o.trainSplit });
+  const report = await evaluateSamples(images, n, { expectedClass, reference: o.reference, trainSplit: o.trainSplit });
   if (o.json) o.log(JSON.stringify(report));
   else for (const line of formatReport(report)) o.log(line);
   return report;

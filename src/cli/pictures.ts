@@ -41,7 +41,9 @@ export async function writeRunPictures(runDir: string, run: TrainingRun, options
   const key = td.random.key(options.seed ?? 0);
   const [kNoise, kForward, kSample] = td.random.split(key, 3) as [td.random.RandomKey, td.random.RandomKey, td.random.RandomKey];
   const started = performance.now();
-  const result = td.tidy(() => {
+  // Everything is recorded on the active backend inside one tidy; the four results come back with one read
+  // each at the end (on a device backend that is where we wait for the GPU).
+  const tensors = td.tidy(() => {
     const originals = td.tensor(test.images.subarray(0, RECONSTRUCTIONS * 64), [Math.min(RECONSTRUCTIONS, test.count), 8, 8, 1]);
     const reconCount = originals.shape[0]!;
     // Forward process of one test image at the strip's timesteps, all from one noise draw.
@@ -60,14 +62,22 @@ export async function writeRunPictures(runDir: string, run: TrainingRun, options
     const last = SAMPLES + reconCount;
     const reverse = snapshots.map((s) => td.slice(s.x, [last, 0, 0, 0], [1, 8, 8, 1]));
     return {
-      samples: Float32Array.from(sample.data),
-      originals: Float32Array.from(originals.data),
-      forward: Float32Array.from(forward.data),
-      reverse: Float32Array.from(td.concat(reverse, 0).data),
+      samples: sample,
+      originals,
+      forward,
+      reverse: td.concat(reverse, 0),
       reverseT: snapshots.map((s) => s.requested),
       reconCount,
     };
   });
+  const read = async (t: td.Tensor): Promise<Float32Array> => Float32Array.from(await t.read());
+  let result: { samples: Float32Array; originals: Float32Array; forward: Float32Array; reverse: Float32Array; reverseT: number[]; reconCount: number };
+  try {
+    const [samples, originals, forward, reverse] = await Promise.all([tensors.samples, tensors.originals, tensors.forward, tensors.reverse].map(read));
+    result = { samples: samples!, originals: originals!, forward: forward!, reverse: reverse!, reverseT: tensors.reverseT, reconCount: tensors.reconCount };
+  } finally {
+    td.dispose([tensors.samples, tensors.originals, tensors.forward, tensors.reverse]);
+  }
   options.log(`sampled ${SAMPLES + result.reconCount + 1} images with ${T} DDPM steps in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   write("samples.png", imageGridPng(rows(result.samples, 0, SAMPLES), SAMPLES, 8, 8, { cols: 4 }));
   write("reconstructions.png", labeledRowsPng([

@@ -83,7 +83,7 @@ function resumeRun(dir: string, o: TrainOptions): TrainingRun {
   return restoreRun(config, manifest.step, manifest.state, model, training);
 }
 
-export function runTraining(o: TrainOptions): { run: TrainingRun; seconds: number } {
+export async function runTraining(o: TrainOptions): Promise<{ run: TrainingRun; seconds: number }> {
   const dir = checkpointDirOf(o.out);
   if (!o.resume && isCheckpointDir(dir)) {
     throw new UserError(`${o.out} already holds a run; pass --resume to continue it or choose another --out`);
@@ -104,7 +104,7 @@ export function runTraining(o: TrainOptions): { run: TrainingRun; seconds: numbe
   const started = performance.now();
   const save = () => saveCheckpoint(dir, run.step, run.config, checkpointState(run), td.flattenTree(run.params), trainingTensors(run));
   while (run.step < config.steps) {
-    const report = trainStep(run, data);
+    const report = await trainStep(run, data);
     if (!Number.isFinite(report.loss)) {
       bar?.stop();
       throw new UserError(`training diverged at step ${report.step} (loss ${report.loss}); the last good checkpoint is in ${dir}`);
@@ -115,7 +115,7 @@ export function runTraining(o: TrainOptions): { run: TrainingRun; seconds: numbe
       const line = `step ${report.step - 1}, loss ${report.smoothedLoss.toFixed(4)}, lr ${report.lr.toExponential(2)}`;
       if (bar) bar.updateETA(); else o.log(line);
     }
-    if (run.step % config.checkpointEvery === 0 || run.step === config.steps) save();
+    if (run.step % config.checkpointEvery === 0 || run.step === config.steps) await save();
   }
   bar?.stop();
   const seconds = (performance.now() - started) / 1000;

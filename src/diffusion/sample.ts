@@ -1,6 +1,8 @@
 // The reverse-process driver: from pure noise (or a given x_T) to a sample, one model call per step.
 // Each step runs inside td.tidy and the whole loop under td.noGrad, so memory stays flat: only the
-// current state x is alive between steps.
+// current state x is alive between steps. Nothing here reads values back to the host, so on a device backend
+// (WebGPU) the loop only records work: each step ends with td.getBackend().flush(), which submits that step
+// while the CPU records the next one. Read the result with `await x.read()`.
 import * as td from "../engine/index.ts";
 import type { NoiseSchedule } from "./schedules.ts";
 import { previousTimestep, resolveSampler, sampleStep, samplerTimesteps, stepVariance, type SamplerConfig, type StepOptions } from "./samplers.ts";
@@ -21,7 +23,9 @@ export interface StepInfo {
   tPrev: number;
   /**
    * The real state x_tPrev after this step (not a copy). It is disposed when the next step replaces it, so
-   * read it (or copy it: x.toTypedArray()) inside the callback.
+   * read it inside the callback: `const values = x.read()` (works on every backend; the copy is taken at call
+   * time, so await the promise later, after sampling if you like), or keep an engine copy (td.stopGradient(x),
+   * yours to dispose). `x.data`/`x.toTypedArray()` work only on host backends (CPU, Wasm).
    */
   x: td.Tensor;
 }
@@ -43,6 +47,10 @@ export interface SampleOptions extends StepOptions {
   dtype?: td.DType;
   /** Initial state x_{T-1} (pure noise); not disposed by the sampler. Default: standard normal from `key`. */
   x?: td.Tensor;
+  /**
+   * Called after each step, synchronously (sampling does not wait for it). On a device backend a callback must
+   * not read x synchronously: start `info.x.read()` here and await the promise elsewhere.
+   */
   onStep?: (info: StepInfo) => void;
   /** Class labels (length B, -1 = none) for conditional models. */
   labels?: ArrayLike<number>;
@@ -91,7 +99,10 @@ function stepNoiseKey(key: td.random.RandomKey, index: number): td.random.Random
   return td.random.foldIn(td.random.split(key)[1]!, index);
 }
 
-/** Runs the reverse process; returns the final sample x_{-1} (in the caller's tidy scope, if any). */
+/**
+ * Runs the reverse process; returns the final sample x_{-1} (in the caller's tidy scope, if any). On a device
+ * backend it returns once the work is recorded and submitted: read the values with `await x.read()`.
+ */
 export function sample(options: SampleOptions): td.Tensor {
   const { model, schedule, sampler, key, onStep, labels, guidanceScale } = options;
   resolveSampler(sampler, schedule);
@@ -120,6 +131,8 @@ export function sample(options: SampleOptions): td.Tensor {
         });
         if (owned(x)) x.dispose();
         x = next;
+        // Submit this step's GPU work now (a no-op on host backends), so the device computes while we record the next.
+        td.getBackend().flush();
         onStep?.({ index: i, steps: timesteps.length, t, tPrev, x });
       }
       return x;
@@ -138,7 +151,7 @@ export interface Snapshot {
    * (the initial noise) when requested is above it (e.g. 999 with "leading" spacing, which starts at 980).
    */
   t: number;
-  /** A copy of the real state x_t. */
+  /** A copy of the real state x_t (an engine copy on the active backend: read it with `await x.read()`). */
   x: td.Tensor;
 }
 
@@ -153,7 +166,8 @@ export function sampleWithSnapshots(options: SampleOptions, at: readonly number[
   for (const t of at) if (!Number.isInteger(t) || t < -1 || t >= T) throw new Error(`snapshot timestep ${t} is outside -1..${T - 1}`);
   const taken = new Map<number, Snapshot>();
   const pending = [...new Set(at)].sort((a, b) => b - a); // largest first: the order states appear in
-  const copy = (x: td.Tensor): td.Tensor => td.tensor(x.data, x.shape, x.dtype);
+  // An engine copy (same backend, same values, no host round trip); noGrad is on, so it records nothing.
+  const copy = (x: td.Tensor): td.Tensor => td.stopGradient(x);
   const take = (state: td.Tensor, t: number): void => {
     while (pending.length > 0 && pending[0]! >= t) {
       const requested = pending.shift()!;

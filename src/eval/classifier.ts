@@ -98,7 +98,11 @@ function checkImages(images: Float32Array, n: number | undefined): number {
 /** How many images one forward pass takes (bounds the memory of the activations). */
 const CHUNK = 256;
 
-/** A trained classifier: inference only, without gradient recording, in chunks of images. */
+/**
+ * A trained classifier: inference only, without gradient recording, in chunks of images. The forward pass runs
+ * on the active backend (the one the weights were decoded on); results come back with await t.read(), so it
+ * works on host backends and on WebGPU alike.
+ */
 export class DigitClassifier {
   readonly params: ClassifierParams;
   readonly metadata: Readonly<Record<string, string>>;
@@ -108,63 +112,53 @@ export class DigitClassifier {
     this.metadata = metadata;
   }
 
-  private run(images: Float32Array, n: number | undefined, visit: (start: number, features: td.Tensor, logits: td.Tensor) => void): number {
+  /**
+   * Probabilities (N*10) and/or features (N*32) of the images. Every chunk's work is recorded and its reads are
+   * started (each read captures its values at call time) before anything is awaited, so a device backend runs
+   * the chunks back to back.
+   */
+  private async run(images: Float32Array, n: number | undefined, want: { probs: boolean; features: boolean }): Promise<{ count: number; probs: Float32Array; features: Float32Array }> {
     const count = checkImages(images, n);
+    const probs = new Float32Array(want.probs ? count * NUM_CLASSES : 0);
+    const features = new Float32Array(want.features ? count * FEATURE_DIM : 0);
+    const reads: Promise<void>[] = [];
+    const readInto = (t: td.Tensor, into: Float32Array, offset: number): void => {
+      reads.push(t.read().then((values) => into.set(values, offset)));
+      t.dispose();
+    };
     td.noGrad(() => {
       for (let start = 0; start < count; start += CHUNK) {
         const m = Math.min(CHUNK, count - start);
-        td.tidy(() => {
+        const out = td.tidy(() => {
           const x = td.tensor(images.subarray(start * CLASSIFIER_PIXELS, (start + m) * CLASSIFIER_PIXELS), [m, 8, 8, 1]);
-          const { features, logits } = classifierForward(this.params, x);
-          visit(start, features, logits);
+          const { features: f, logits } = classifierForward(this.params, x);
+          return { probs: want.probs ? td.softmax(logits, -1) : null, features: want.features ? f : null };
         });
+        if (out.probs) readInto(out.probs, probs, start * NUM_CLASSES);
+        if (out.features) readInto(out.features, features, start * FEATURE_DIM);
+        td.getBackend().flush();
       }
     });
-    return count;
+    await Promise.all(reads);
+    return { count, probs, features };
   }
 
   /** Class probabilities and predicted labels of images in [0,1] (pixel/16 units), N*64 row-major. */
-  classify(images: Float32Array, n?: number): Classification {
-    const count = checkImages(images, n);
-    const probs = new Float32Array(count * NUM_CLASSES);
-    const labels = new Int32Array(count);
-    this.run(images, count, (start, _features, logits) => {
-      probs.set(td.softmax(logits, -1).data as Float32Array, start * NUM_CLASSES);
-    });
-    for (let i = 0; i < count; i++) {
-      let best = 0;
-      for (let c = 1; c < NUM_CLASSES; c++) if (probs[i * NUM_CLASSES + c]! > probs[i * NUM_CLASSES + best]!) best = c;
-      labels[i] = best;
-    }
-    return { probs, labels };
+  async classify(images: Float32Array, n?: number): Promise<Classification> {
+    const { count, probs } = await this.run(images, n, { probs: true, features: false });
+    return { probs, labels: argmaxRows(probs, count) };
   }
 
   /** Penultimate-layer features [N, FEATURE_DIM] (post-GELU) of images in [0,1]. */
-  features(images: Float32Array, n?: number): FeatureMatrix {
-    const count = checkImages(images, n);
-    const data = new Float32Array(count * FEATURE_DIM);
-    this.run(images, count, (start, features) => {
-      data.set(features.data as Float32Array, start * FEATURE_DIM);
-    });
-    return { data, n: count, dim: FEATURE_DIM };
+  async features(images: Float32Array, n?: number): Promise<FeatureMatrix> {
+    const { count, features } = await this.run(images, n, { probs: false, features: true });
+    return { data: features, n: count, dim: FEATURE_DIM };
   }
 
   /** Both at once (one forward pass). */
-  classifyWithFeatures(images: Float32Array, n?: number): Classification & { features: FeatureMatrix } {
-    const count = checkImages(images, n);
-    const probs = new Float32Array(count * NUM_CLASSES);
-    const data = new Float32Array(count * FEATURE_DIM);
-    this.run(images, count, (start, features, logits) => {
-      probs.set(td.softmax(logits, -1).data as Float32Array, start * NUM_CLASSES);
-      data.set(features.data as Float32Array, start * FEATURE_DIM);
-    });
-    const labels = new Int32Array(count);
-    for (let i = 0; i < count; i++) {
-      let best = 0;
-      for (let c = 1; c < NUM_CLASSES; c++) if (probs[i * NUM_CLASSES + c]! > probs[i * NUM_CLASSES + best]!) best = c;
-      labels[i] = best;
-    }
-    return { probs, labels, features: { data, n: count, dim: FEATURE_DIM } };
+  async classifyWithFeatures(images: Float32Array, n?: number): Promise<Classification & { features: FeatureMatrix }> {
+    const { count, probs, features } = await this.run(images, n, { probs: true, features: true });
+    return { probs, labels: argmaxRows(probs, count), features: { data: features, n: count, dim: FEATURE_DIM } };
   }
 
   /** Frees the weights' tensors. */
@@ -173,12 +167,28 @@ export class DigitClassifier {
   }
 }
 
-/** The weights file: float32 tensors by dotted name, plus string metadata (architecture, training facts). */
-export function encodeClassifier(params: ClassifierParams, metadata: Record<string, string> = {}): Uint8Array {
-  const tensors: Record<string, SafetensorsTensor> = {};
-  for (const [name, t] of td.flattenTree(params)) {
-    tensors[name] = { dtype: "F32", shape: [...t.shape], data: Float32Array.from(t.data) };
+/** The most probable class of each row of probs (N*10; ties: the lower class). */
+function argmaxRows(probs: Float32Array, count: number): Int32Array {
+  const labels = new Int32Array(count);
+  for (let i = 0; i < count; i++) {
+    let best = 0;
+    for (let c = 1; c < NUM_CLASSES; c++) if (probs[i * NUM_CLASSES + c]! > probs[i * NUM_CLASSES + best]!) best = c;
+    labels[i] = best;
   }
+  return labels;
+}
+
+/**
+ * The weights file: float32 tensors by dotted name, plus string metadata (architecture, training facts). Reads
+ * the tensors with await t.read(), so the parameters may live on any backend.
+ */
+export async function encodeClassifier(params: ClassifierParams, metadata: Record<string, string> = {}): Promise<Uint8Array> {
+  const tensors: Record<string, SafetensorsTensor> = {};
+  const entries = [...td.flattenTree(params)];
+  const values = await Promise.all(entries.map(([, t]) => t.read()));
+  entries.forEach(([name, t], i) => {
+    tensors[name] = { dtype: "F32", shape: [...t.shape], data: Float32Array.from(values[i]!) };
+  });
   return encodeSafetensors(tensors, { ...metadata, architecture: CLASSIFIER_ARCHITECTURE });
 }
 

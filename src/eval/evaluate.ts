@@ -152,8 +152,8 @@ function matchedTrainSubsets(pool: DigitsDataset, labels: Int32Array | null, n: 
   return sets;
 }
 
-function scores(classifier: DigitClassifier, images: Float32Array, n: number, labels: Int32Array | null) {
-  const { probs, labels: predicted, features } = classifier.classifyWithFeatures(images, n);
+async function scores(classifier: DigitClassifier, images: Float32Array, n: number, labels: Int32Array | null) {
+  const { probs, labels: predicted, features } = await classifier.classifyWithFeatures(images, n);
   const histogram = new Array<number>(NUM_CLASSES).fill(0);
   let confidence = 0;
   let right = 0;
@@ -180,8 +180,11 @@ export function noiseImages(n: number): Float32Array {
   return Float32Array.from(td.random.uniformArray(td.random.key(NOISE_SEED), n * DIGIT_PIXELS));
 }
 
-/** The quality report of n samples (N*64 values in [0,1], pixel/16 units, row-major 8x8). */
-export function evaluateWith(context: EvalContext, samples: Float32Array, n: number, options: EvaluateOptions = {}): EvalReport {
+/**
+ * The quality report of n samples (N*64 values in [0,1], pixel/16 units, row-major 8x8). The classifier runs on
+ * the active backend (any: its results are read back asynchronously); inconsistent options reject.
+ */
+export async function evaluateWith(context: EvalContext, samples: Float32Array, n: number, options: EvaluateOptions = {}): Promise<EvalReport> {
   if (!Number.isInteger(n) || samples.length !== n * DIGIT_PIXELS) fail(`${samples.length} values are not ${n} images of 64 pixels`);
   if (n < 2) fail(`need at least 2 samples, got ${n}`);
   // A model trained on one digit only is expected to draw that digit.
@@ -204,12 +207,12 @@ export function evaluateWith(context: EvalContext, samples: Float32Array, n: num
   const realSets = reference === "test" ? matchedTrainSubsets(trainPool, labels, n) : [heldOut];
 
   const classifier = context.classifier;
-  const s = scores(classifier, samples, n, labels);
-  const real = scores(classifier, heldOut.images, heldOut.count, labels ? heldOut.labels : null);
-  const ref = reference === "test" ? real : scores(classifier, refData.images, refData.count, null);
-  const realForFid = reference === "test" ? realSets.map((set) => scores(classifier, set.images, set.count, null)) : [real];
+  const s = await scores(classifier, samples, n, labels);
+  const real = await scores(classifier, heldOut.images, heldOut.count, labels ? heldOut.labels : null);
+  const ref = reference === "test" ? real : await scores(classifier, refData.images, refData.count, null);
+  const realForFid = reference === "test" ? await Promise.all(realSets.map((set) => scores(classifier, set.images, set.count, null))) : [real];
   const noise = noiseImages(n);
-  const noiseScores = scores(classifier, noise, n, labels);
+  const noiseScores = await scores(classifier, noise, n, labels);
 
   const dim = FEATURE_DIM;
   const fd = (a: { features: { data: Float32Array; n: number } }) => featureFrechetDistance(a.features.data, a.features.n, ref.features.data, ref.features.n, dim);

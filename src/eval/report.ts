@@ -22,13 +22,14 @@ export function cachedSplit(selection: DigitSelection): DigitsSplit {
 
 /**
  * The quality report of n generated images (samples: n*64 values in [0,1], pixel/16 units), scored by the
- * shipped classifier against the real digits of the split the model was trained on. See evaluate.ts.
+ * shipped classifier (on the active backend) against the real digits of the split the model was trained on.
+ * See evaluate.ts.
  */
-export function evaluateSamples(samples: Float32Array, n: number, options: EvaluateOptions = {}): EvalReport {
+export async function evaluateSamples(samples: Float32Array, n: number, options: EvaluateOptions = {}): Promise<EvalReport> {
   const classifier = loadShippedClassifier();
   try {
     const context: EvalContext = { classifier, split: cachedSplit };
-    return evaluateWith(context, samples, n, options);
+    return await evaluateWith(context, samples, n, options);
   } finally {
     classifier.dispose();
   }

@@ -46,30 +46,51 @@ export class CheckpointError extends Error {
 const DTYPE_TO_ST = { float32: "F32", float64: "F64", int32: "I32" } as const;
 const ST_TO_DTYPE = { F32: "float32", F64: "float64", I32: "int32" } as const;
 
-function encodeTensors(tensors: Map<string, td.Tensor>, metadata: Record<string, string>): Uint8Array {
+/**
+ * Starts reading every tensor at once (read() captures the values at the call, on every backend) and
+ * encodes them when all have arrived.
+ */
+async function encodeTensors(tensors: Map<string, td.Tensor>, metadata: Record<string, string>): Promise<Uint8Array> {
+  const entries = [...tensors].map(([name, t]) => ({ name, dtype: DTYPE_TO_ST[t.dtype], shape: [...t.shape], data: t.read() }));
   const record: Record<string, SafetensorsTensor> = {};
-  for (const [name, t] of tensors) record[name] = { dtype: DTYPE_TO_ST[t.dtype], shape: [...t.shape], data: t.data };
+  for (const { name, dtype, shape, data } of entries) record[name] = { dtype, shape, data: await data };
   return encodeSafetensors(record, metadata);
 }
 
-/** The files of a checkpoint: data files first, the manifest last (the order a crash-safe writer needs). */
-export function encodeCheckpoint<Config, State>(
+/** A deep copy through JSON (what the manifest would store anyway). */
+function snapshotJson<T>(value: T): T {
+  return value === undefined ? value : (JSON.parse(JSON.stringify(value)) as T);
+}
+
+/**
+ * The files of a checkpoint: data files first, the manifest last (the order a crash-safe writer needs).
+ * Async because tensors on a device backend are read back with `await t.read()`. It is a snapshot of the
+ * call: the tensors' values and the JSON of `config` and `state` are captured before the first await, so
+ * the caller may go on (e.g. train, and dispose these tensors) while the bytes are being assembled.
+ */
+export async function encodeCheckpoint<Config, State>(
   step: number, config: Config, state: State, model: Map<string, td.Tensor>, training?: Map<string, td.Tensor>,
-): NamedBytes[] {
+): Promise<NamedBytes[]> {
   const tag = String(step).padStart(7, "0");
+  // JSON round trips: the manifest keeps the values of this call even if the caller changes the objects later.
+  const configJson = JSON.stringify(config);
+  const manifestConfig = snapshotJson(config);
+  const manifestState = snapshotJson(state);
+  const modelBytes = encodeTensors(model, { format: CHECKPOINT_FORMAT, config: configJson });
+  const trainingBytes = training ? encodeTensors(training, { format: CHECKPOINT_FORMAT }) : null;
   const out: NamedBytes[] = [];
   const add = (name: string, bytes: Uint8Array): string => {
     out.push({ name, bytes });
     return sha256Hex(bytes);
   };
   const files: CheckpointManifest<Config, State>["files"] = { model: `model-${tag}.safetensors`, modelSha256: "" };
-  files.modelSha256 = add(files.model, encodeTensors(model, { format: CHECKPOINT_FORMAT, config: JSON.stringify(config) }));
-  if (training) {
+  files.modelSha256 = add(files.model, await modelBytes);
+  if (trainingBytes) {
     files.training = `training-${tag}.safetensors`;
-    files.trainingSha256 = add(files.training, encodeTensors(training, { format: CHECKPOINT_FORMAT }));
+    files.trainingSha256 = add(files.training, await trainingBytes);
   }
   const manifest: CheckpointManifest<Config, State> = {
-    format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, step, config, state, files, savedAt: new Date().toISOString(),
+    format: CHECKPOINT_FORMAT, version: CHECKPOINT_VERSION, step, config: manifestConfig, state: manifestState, files, savedAt: new Date().toISOString(),
   };
   add(MANIFEST, new TextEncoder().encode(JSON.stringify(manifest, null, 2) + "\n"));
   return out;

@@ -11,11 +11,16 @@ export {
   CHECKPOINT_FORMAT, CHECKPOINT_VERSION, CheckpointError, checkTensorsMatch, type CheckpointContents, type CheckpointManifest,
 } from "./checkpoint-format.ts";
 
-export function saveCheckpoint<Config, State>(
+/**
+ * Writes a checkpoint into `dir` and resolves to its manifest's path. Async because the tensors are read with
+ * `await t.read()` (they may live on a device); their values, and `config` and `state`, are those at the call.
+ */
+export async function saveCheckpoint<Config, State>(
   dir: string, step: number, config: Config, state: State, model: Map<string, td.Tensor>, training?: Map<string, td.Tensor>,
-): string {
+): Promise<string> {
+  const encoded = encodeCheckpoint(step, config, state, model, training);
   mkdirSync(dir, { recursive: true });
-  const files = encodeCheckpoint(step, config, state, model, training);
+  const files = await encoded;
   for (const { name, bytes } of files) writeFileAtomicSync(join(dir, name), bytes);
   const current = new Set(files.map((f) => f.name));
   for (const name of readdirSync(dir)) {

@@ -18,8 +18,9 @@
 // float32 trees, as jnp.power does (and exactly, in float64, for float64 trees).
 //
 // Ownership: optimizerStep never disposes or aliases its inputs. Every leaf of the returned params, m and
-// v is a fresh tensor (also when lr = 0), created in the caller's current tidy scope; all intermediates
-// are freed before it returns. The caller owns both generations and disposes the old one, e.g.
+// v, and the scalar statistics (gradNorm, clipScale, elementsClipped), is a fresh tensor (also when lr = 0),
+// created in the caller's current tidy scope; all intermediates are freed before it returns. The caller owns
+// both generations and disposes the old one; nothing is read back, so read the statistics after the step:
 //
 //   const out = td.tidy(() => {
 //     const { value, grads } = td.valueAndGrad(lossOf)(params, batch);
@@ -28,6 +29,8 @@
 //   });                                  // (or td.keep(step.params); td.keep(step.state) inside the tidy)
 //   td.dispose(params); td.dispose(state);   // the previous generation
 //   params = out.params; state = out.state;
+//   td.getBackend().flush();                 // a device backend starts the whole step here
+//   const loss = await out.loss.readItem(); out.loss.dispose();   // (likewise out.gradNorm)
 //
 // State layout for checkpoints: optimizerStateTensors() names the moments "m.<param name>" and
 // "v.<param name>" (dotted parameter names, as flattenTree gives them); `step` is a plain integer.
@@ -81,15 +84,18 @@ export interface OptimizerStepOptions {
 export interface OptimizerStepResult<P extends td.TensorTreeOf> {
   params: P;
   state: OptimizerState<P>;
+  // The three statistics are scalar tensors (shape [], the params' dtype) in the caller's tidy scope, so that
+  // an update never waits for the device: read them after the step, e.g. `await r.gradNorm.readItem()`, or
+  // `.item()` on a host backend. Like params and state they are fresh tensors that the caller owns.
   /**
    * Global L2 norm of the gradients AFTER the element-wise clip and BEFORE the global-norm clip: the norm
-   * clip_by_global_norm sees (the fixtures' `train.gnorm_clipped`). Rounded to the params' dtype, as used.
+   * clip_by_global_norm sees (the fixtures' `train.gnorm_clipped`), in the params' dtype, as used.
    */
-  gradNorm: number;
-  /** The factor the global-norm clip applied (1 when the norm was below the limit or the clip is off). */
-  clipScale: number;
-  /** Gradient elements with |g| > elementwiseClip (0 when that clip is off). */
-  elementsClipped: number;
+  gradNorm: td.Tensor;
+  /** The factor the global-norm clip applied: maxNorm / gradNorm, or 1 when the norm was below the limit or the clip is off. */
+  clipScale: td.Tensor;
+  /** Gradient elements with |g| > elementwiseClip (0 when that clip is off); an integer in the params' dtype (exact below 2^24 elements in float32). */
+  elementsClipped: td.Tensor;
   /** The learning rate this update used. */
   lr: number;
 }
@@ -139,8 +145,9 @@ function leavesOf(tree: td.TensorTreeOf, what: string, names: readonly string[],
 /**
  * One update. `grads` and `state` must have the params' tensor names, shapes and dtypes (checked; the
  * result is typed after `params`). Pure: returns new params and state and leaves the inputs untouched (see "Ownership" at the
- * top of this file). Runs without recording gradients. Reads two numbers per leaf back from the backend
- * (its sum of squares and clipped-element count), because the global-norm clip branches on the norm.
+ * top of this file). Runs without recording gradients. Reads nothing back from the backend: the global norm,
+ * the clip (a select between the scaled and unscaled gradient) and the statistics stay tensors, so on a device
+ * backend a whole training step is recorded and submitted at once.
  */
 export function optimizerStep<P extends td.TensorTreeOf>(
   params: P,
@@ -167,21 +174,35 @@ export function optimizerStep<P extends td.TensorTreeOf>(
   const clipElements = (g: td.Tensor): td.Tensor => (elementwiseClip === null ? g : td.clip(g, -elementwiseClip, elementwiseClip));
 
   return td.noGrad(() => {
-    // Pass 1: the global norm of the element-wise clipped gradients (and how many elements the clip hit).
-    let sumSquares = 0;
-    let elementsClipped = 0;
+    // Pass 1: the global norm of the element-wise clipped gradients, and how many elements that clip hit, as
+    // scalar tensors: each leaf's sum is added to a running total in the params' dtype (optax's global_norm
+    // also adds its per-leaf sums in the leaves' dtype), then sqrt. Nothing is read back.
+    let sumSquares: td.Tensor | null = null;
+    let clippedCount: td.Tensor | null = null;
+    const accumulate = (total: td.Tensor | null, leaf: td.Tensor): td.Tensor => (total === null ? leaf : td.add(total, leaf));
     for (const name of names) {
-      td.tidy(() => {
+      const [s, n] = td.tidy(() => {
         const g = flatG.get(name)!;
-        sumSquares += td.sum(td.square(clipElements(g))).item();
-        if (elementwiseClip !== null) elementsClipped += td.sum(td.greater(td.abs(g), elementwiseClip)).item();
+        const squares = accumulate(sumSquares, td.sum(td.square(clipElements(g))));
+        if (elementwiseClip === null) return [squares, null] as const;
+        return [squares, accumulate(clippedCount, td.sum(td.greater(td.abs(g), elementwiseClip)))] as const;
       });
+      sumSquares?.dispose();
+      clippedCount?.dispose();
+      sumSquares = s;
+      clippedCount = n;
     }
-    const gradNorm = roundTo(dtype, Math.sqrt(sumSquares));
-    // optax: jax.lax.select(g_norm < max_norm, g, (g / g_norm) * max_norm); a NaN norm takes the scaling branch.
-    const maxNorm = globalNormClip ?? Infinity;
-    const scale = globalNormClip !== null && !(gradNorm < maxNorm);
-    const clipScale = scale ? maxNorm / gradNorm : 1;
+    const elementsClipped = clippedCount ?? td.scalar(0, dtype);
+    // optax: jax.lax.select(g_norm < max_norm, g, (g / g_norm) * max_norm), on the device: both branches are
+    // formed per leaf and `where` picks one. A NaN norm takes the scaling branch (NaN < max is false).
+    const [gradNorm, keep, clipScale] = td.tidy(() => {
+      const norm = td.sqrt(sumSquares!);
+      if (globalNormClip === null) return [norm, null, td.scalar(1, dtype)] as const;
+      const below = td.less(norm, globalNormClip);
+      return [norm, below, td.where(below, 1, td.div(globalNormClip, norm))] as const;
+    });
+    sumSquares!.dispose();
+    const clipNorm = (c: td.Tensor): td.Tensor => (keep === null ? c : td.where(keep, c, td.mul(td.div(c, gradNorm), globalNormClip!)));
 
     // Pass 2: Adam + weight decay, one leaf at a time so only one leaf's temporaries are alive.
     const count = state.step + 1;
@@ -193,8 +214,7 @@ export function optimizerStep<P extends td.TensorTreeOf>(
     for (const name of names) {
       const [p1, m1, v1] = td.tidy(() => {
         const p = flatP.get(name)!;
-        let c = clipElements(flatG.get(name)!);
-        if (scale) c = td.mul(td.div(c, gradNorm), maxNorm);
+        const c = clipNorm(clipElements(flatG.get(name)!));
         const m = td.add(td.mul(1 - b1, c), td.mul(b1, flatM.get(name)!));
         const v = td.add(td.mul(1 - b2, td.square(c)), td.mul(b2, flatV.get(name)!));
         const direction = td.div(td.div(m, bc1), td.add(td.sqrt(td.div(v, bc2)), eps));
@@ -205,6 +225,7 @@ export function optimizerStep<P extends td.TensorTreeOf>(
       newM.set(name, m1);
       newV.set(name, v1);
     }
+    keep?.dispose();
     const pick = (from: Map<string, td.Tensor>) => td.mapTree(params, (_t, name) => from.get(name)!);
     return {
       params: pick(newP),

@@ -67,7 +67,14 @@ function batchIndices(count: number, batchSize: number | "full", key: td.random.
   return Int32Array.from(order.slice(0, batchSize));
 }
 
-export function trainStep(run: TrainingRun, data: DigitsDataset): StepReport {
+/**
+ * One training step. The whole step (forward, backward with the penalty, optimizer, EMA) is recorded inside
+ * one tidy scope without reading anything back, then submitted at once (backend flush()); only the loss and
+ * the gradient norm come back, in one read of a 2-element tensor. The run is updated after that read, all at
+ * once (weights, moments, EMA, step, loss history), so it never holds half a step; if the read fails, the run
+ * is left as it was. Await each step before the next: steps on one run must not overlap.
+ */
+export async function trainStep(run: TrainingRun, data: DigitsDataset): Promise<StepReport> {
   const { config, schedule } = run;
   const [kBatch, kTime, kNoise, kLabel] = stepKeys(config, run.step);
   const idx = batchIndices(data.count, config.batchSize, kBatch);
@@ -102,17 +109,31 @@ export function trainStep(run: TrainingRun, data: DigitsDataset): StepReport {
     const ema = run.ema && config.emaDecay !== null
       ? td.noGrad(() => emaUpdate(run.ema!, update.params, run.step, { decay: config.emaDecay! }))
       : null;
-    return { loss: value.item(), params: update.params, optimizer: update.state, ema, lr: update.lr, gradNorm: update.gradNorm };
+    // [loss, grad norm], so that one read brings both back.
+    const stats = td.concat([td.reshape(value, [1]), td.reshape(td.cast(update.gradNorm, value.dtype), [1])], 0);
+    return { stats, params: update.params, optimizer: update.state, ema, lr: update.lr };
   });
+  td.getBackend().flush();
+  let loss: number;
+  let gradNorm: number;
+  try {
+    const values = await result.stats.read();
+    [loss, gradNorm] = [values[0]!, values[1]!];
+  } catch (e) {
+    disposeReplaced({ params: result.params, optimizer: result.optimizer, ema: result.ema }, old); // the run keeps the old generation
+    throw e;
+  } finally {
+    result.stats.dispose();
+  }
   run.params = td.keep(result.params);
   run.optimizer = td.keep(result.optimizer);
   run.ema = result.ema ? td.keep(result.ema) : null;
   disposeReplaced(old, run);
   run.step++;
   const previous = run.lossHistory[run.lossHistory.length - 1];
-  const smoothed = previous === undefined ? result.loss : 0.99 * previous + 0.01 * result.loss;
+  const smoothed = previous === undefined ? loss : 0.99 * previous + 0.01 * loss;
   run.lossHistory.push(smoothed);
-  return { step: run.step, loss: result.loss, smoothedLoss: smoothed, lr: result.lr, gradNorm: result.gradNorm };
+  return { step: run.step, loss, smoothedLoss: smoothed, lr: result.lr, gradNorm };
 }
 
 /** Frees tensors of the previous state that the new state does not reuse. */

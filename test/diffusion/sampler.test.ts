@@ -428,6 +428,31 @@ describe("the driver", () => {
     });
   });
 
+  test("each step is submitted (backend.flush() once per step) and the snapshots are engine copies", () => {
+    // On a device backend flush() submits the recorded GPU work; here a CPU backend counts the calls.
+    class CountingBackend extends td.CpuBackend {
+      flushes = 0;
+      override flush(): void {
+        this.flushes++;
+      }
+    }
+    const backend = new CountingBackend();
+    const previous = td.getBackend();
+    td.setBackend(backend);
+    try {
+      td.tidy(() => {
+        const model: NoiseModel = (x) => td.mul(x, 0.1);
+        const flushesAtStep: number[] = [];
+        sample({ model, schedule: linear, sampler: { kind: "ddim", steps: 7 }, shape: [1, 8, 8, 1], key: td.random.key(2), onStep: () => flushesAtStep.push(backend.flushes) });
+        assert.deepEqual(flushesAtStep, [1, 2, 3, 4, 5, 6, 7], "flushed before each callback");
+        const { snapshots } = sampleWithSnapshots({ model, schedule: linear, sampler: { kind: "ddim", steps: 7 }, shape: [1, 8, 8, 1], key: td.random.key(2) }, [999, -1]);
+        assert.ok(snapshots.every((s) => s.x.origin === "stopGradient"), snapshots.map((s) => s.x.origin).join(","));
+      });
+    } finally {
+      td.setBackend(previous);
+    }
+  });
+
   test("sampleWithSnapshots returns copies of the real states at the chosen timesteps", () => {
     td.tidy(() => {
       const model: NoiseModel = (x) => td.mul(td.tanh(x), 0.3);

@@ -12,10 +12,10 @@ const allSplit = loadDigitsSplit("all");
 const digitSplits = Array.from({ length: 10 }, (_, d) => loadDigitsSplit(d));
 const ones = digitSplits[1]!;
 
-function accuracyOn(images: Float32Array, labels: Int32Array): number {
+async function accuracyOn(images: Float32Array, labels: Int32Array): Promise<number> {
   const c = loadShippedClassifier();
   try {
-    const predicted = c.classify(images).labels;
+    const predicted = (await c.classify(images)).labels;
     let right = 0;
     for (let i = 0; i < labels.length; i++) if (predicted[i] === labels[i]) right++;
     return right / labels.length;
@@ -33,32 +33,35 @@ describe("shipped digit classifier", () => {
     assert.equal(trainRows.length, 1616);
   });
 
-  test("accuracy on held-out images (measured 1.000 on the 90 test images, 0.9945 on all 181 held-out)", () => {
-    assert.ok(accuracyOn(allSplit.test.images, allSplit.test.labels) >= 0.97);
+  test("accuracy on held-out images (measured 1.000 on the 90 test images, 0.9945 on all 181 held-out)", async () => {
+    assert.ok((await accuracyOn(allSplit.test.images, allSplit.test.labels)) >= 0.97);
     const { data } = classifierHeldOutSet(readDigits(), [allSplit, ...digitSplits]);
     assert.equal(data.count, 181);
-    assert.ok(accuracyOn(data.images, data.labels) >= 0.97);
+    assert.ok((await accuracyOn(data.images, data.labels)) >= 0.97);
   });
 
-  test("weights file: small, tagged, round-trips; outputs are probabilities and 32-d features", () => {
+  test("weights file: small, tagged, round-trips; outputs are probabilities and 32-d features", async () => {
     assert.ok(statSync(CLASSIFIER_WEIGHTS_PATH).size < 200_000);
     const c = loadShippedClassifier();
     try {
       assert.equal(c.metadata.test_accuracy, "1.0000");
       const x = allSplit.test.images.subarray(0, 5 * 64);
-      const { probs, labels } = c.classify(x);
+      const { probs, labels } = await c.classify(x);
       assert.equal(probs.length, 5 * NUM_CLASSES);
       for (let i = 0; i < 5; i++) {
         const row = probs.subarray(i * NUM_CLASSES, (i + 1) * NUM_CLASSES);
         assert.ok(Math.abs(row.reduce((a, b) => a + b, 0) - 1) < 1e-5);
         assert.equal(labels[i], row.indexOf(Math.max(...row)));
       }
-      const f = c.features(x);
+      const f = await c.features(x);
       assert.deepEqual([f.n, f.dim, f.data.length], [5, FEATURE_DIM, 5 * FEATURE_DIM]);
-      const again = decodeClassifier(encodeClassifier(c.params, { ...c.metadata }));
-      assert.deepEqual(again.features(x).data, f.data);
+      const again = decodeClassifier(await encodeClassifier(c.params, { ...c.metadata }));
+      assert.deepEqual((await again.features(x)).data, f.data);
+      // classifyWithFeatures is one forward pass giving both, equal to the separate calls.
+      const both = await c.classifyWithFeatures(x);
+      assert.deepEqual([both.probs, both.labels, both.features.data], [probs, labels, f.data]);
       again.dispose();
-      assert.throws(() => c.classify(new Float32Array(65)), /not a whole number of images/);
+      await assert.rejects(() => c.classify(new Float32Array(65)), /not a whole number of images/);
     } finally {
       c.dispose();
     }
@@ -66,10 +69,10 @@ describe("shipped digit classifier", () => {
 });
 
 describe("evaluateSamples", () => {
-  test("real 1s score like real 1s; their copy check flags them as training images", () => {
+  test("real 1s score like real 1s; their copy check flags them as training images", async () => {
     const n = 40;
     const samples = ones.train.images.slice(-n * 64); // real training 1s (not the ones real-vs-real uses first)
-    const r = evaluateSamples(samples, n, { expectedClass: 1 });
+    const r = await evaluateSamples(samples, n, { expectedClass: 1 });
     assert.equal(r.trainSplit, 1);
     assert.equal(r.classifierAccuracy, 1);
     assert.ok(r.meanExpectedClassProbability! > 0.95);
@@ -86,29 +89,29 @@ describe("evaluateSamples", () => {
     assert.ok(r.notes.some((line) => /10 real images/.test(line)));
   });
 
-  test("the held-out 1s themselves: FID 0, and half of them nearer the training set than their median", () => {
-    const r = evaluateSamples(ones.test.images, ones.test.count, { expectedClass: 1 });
+  test("the held-out 1s themselves: FID 0, and half of them nearer the training set than their median", async () => {
+    const r = await evaluateSamples(ones.test.images, ones.test.count, { expectedClass: 1 });
     assert.ok(r.fid < 1e-9);
     assert.equal(r.copy.fractionCloserThanTestMedian, 0.5);
     assert.equal(r.copy.medianNearestTrainDistance, r.copy.testMedianNearestTrainDistance);
   });
 
-  test("uniform noise: low accuracy, FID = the noise reference, far above real-vs-real; deterministic", () => {
+  test("uniform noise: low accuracy, FID = the noise reference, far above real-vs-real; deterministic", async () => {
     const n = 40;
     const noise = noiseImages(n);
-    const r = evaluateSamples(noise, n, { expectedClass: 1 });
+    const r = await evaluateSamples(noise, n, { expectedClass: 1 });
     assert.ok(r.classifierAccuracy! < 0.2);
     assert.equal(r.referenceScores.noise.classifierAccuracy, r.classifierAccuracy);
     assert.equal(r.fid, r.referenceFid.noiseVsReal); // the same images
     assert.ok(r.fid > 3 * r.referenceFid.realVsReal);
     assert.equal(r.copy.fractionCloserThanTestMedian, 0);
-    const again = evaluateSamples(noise, n, { expectedClass: 1 });
+    const again = await evaluateSamples(noise, n, { expectedClass: 1 });
     assert.deepEqual(again, r);
   });
 
-  test("no class: a histogram, the all-digit split, and a hint when one digit dominates", () => {
+  test("no class: a histogram, the all-digit split, and a hint when one digit dominates", async () => {
     const n = 30;
-    const r = evaluateSamples(ones.train.images.slice(0, n * 64), n);
+    const r = await evaluateSamples(ones.train.images.slice(0, n * 64), n);
     assert.equal(r.classifierAccuracy, null);
     assert.equal(r.expectedClasses, null);
     assert.equal(r.trainSplit, "all");
@@ -120,11 +123,11 @@ describe("evaluateSamples", () => {
     assert.doesNotMatch(text, /classifier accuracy/);
   });
 
-  test("per-sample labels on the all-digit split: mixed real digits score well", () => {
+  test("per-sample labels on the all-digit split: mixed real digits score well", async () => {
     const n = 60;
     const samples = allSplit.train.images.slice(-n * 64);
     const labels = allSplit.train.labels.slice(-n);
-    const r = evaluateSamples(samples, n, { expectedClass: labels });
+    const r = await evaluateSamples(samples, n, { expectedClass: labels });
     assert.equal(r.trainSplit, "all");
     assert.ok(r.classifierAccuracy! >= 0.98);
     assert.ok(r.fid < r.referenceFid.noiseVsReal / 3);
@@ -135,21 +138,21 @@ describe("evaluateSamples", () => {
     }
   });
 
-  test("reference 'train' compares with the training images", () => {
-    const r = evaluateSamples(ones.test.images, ones.test.count, { expectedClass: 1, reference: "train" });
+  test("reference 'train' compares with the training images", async () => {
+    const r = await evaluateSamples(ones.test.images, ones.test.count, { expectedClass: 1, reference: "train" });
     assert.equal(r.counts.reference, ones.train.count);
     assert.ok(r.fid > 0 && r.fid === r.referenceFid.realVsReal); // the held-out images are the samples here
   });
 
-  test("option errors", () => {
+  test("option errors", async () => {
     const x = ones.test.images;
-    assert.throws(() => evaluateSamples(x, ones.test.count, { expectedClass: 3, trainSplit: 1 }), /trained on digit 1 only/);
-    assert.throws(() => evaluateSamples(x, ones.test.count, { expectedClass: 12 }), /digit 0-9/);
-    assert.throws(() => evaluateSamples(x, ones.test.count, { expectedClass: [1, 2] }), /2 labels for 10 samples/);
-    assert.throws(() => evaluateSamples(x.subarray(0, 64), 1), /at least 2 samples/);
-    assert.throws(() => evaluateSamples(x, 3), /not 3 images/);
+    await assert.rejects(() => evaluateSamples(x, ones.test.count, { expectedClass: 3, trainSplit: 1 }), /trained on digit 1 only/);
+    await assert.rejects(() => evaluateSamples(x, ones.test.count, { expectedClass: 12 }), /digit 0-9/);
+    await assert.rejects(() => evaluateSamples(x, ones.test.count, { expectedClass: [1, 2] }), /2 labels for 10 samples/);
+    await assert.rejects(() => evaluateSamples(x.subarray(0, 64), 1), /at least 2 samples/);
+    await assert.rejects(() => evaluateSamples(x, 3), /not 3 images/);
     // A digit split without a class implies that class; per-sample labels default to the all-digit split.
-    assert.equal(evaluateSamples(x, ones.test.count, { trainSplit: 1 }).classifierAccuracy, 1);
-    assert.equal(evaluateSamples(x, ones.test.count, { expectedClass: new Int32Array(10).fill(1) }).trainSplit, "all");
+    assert.equal((await evaluateSamples(x, ones.test.count, { trainSplit: 1 })).classifierAccuracy, 1);
+    assert.equal((await evaluateSamples(x, ones.test.count, { expectedClass: new Int32Array(10).fill(1) })).trainSplit, "all");
   });
 });

@@ -13,10 +13,10 @@ import { initUNet } from "../../src/nn/unet.ts";
 
 const config: TrainConfig = { ...structuredClone(QUICK_PRESET), model: { inChannels: 1, outChannels: 1, features: 2, timeEmbDim: 16 } };
 
-function withDir(fn: (dir: string) => void): void {
+async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "td-ckpt-"));
   try {
-    fn(dir);
+    await fn(dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -26,15 +26,15 @@ function weights(seed: number): Map<string, td.Tensor> {
   return td.flattenTree(initUNet(config.model, td.random.key(seed)));
 }
 
-test("round trip is bit-exact, including float64, int32, NaN and -0", () => {
-  withDir((dir) => {
+test("round trip is bit-exact, including float64, int32, NaN and -0", async () => {
+  await withDir(async (dir) => {
     const model = weights(1);
     const training = new Map<string, td.Tensor>([
       ["m.x", td.tensor([NaN, -0, 1e-45, 3.4e38], [2, 2])],
       ["count", td.tensor([7, -3], [2], "int32")],
       ["f64", td.tensor([Math.PI, 1e-300], [2], "float64")],
     ]);
-    saveCheckpoint(dir, 12, config, { note: "state" }, model, training);
+    await saveCheckpoint(dir, 12, config, { note: "state" }, model, training);
     const loaded = loadCheckpoint<TrainConfig, { note: string }>(dir, { withTraining: true });
     assert.equal(loaded.manifest.step, 12);
     assert.deepEqual(loaded.manifest.config, config);
@@ -48,18 +48,18 @@ test("round trip is bit-exact, including float64, int32, NaN and -0", () => {
   });
 });
 
-test("a newer save replaces the data files only after the manifest points to them", () => {
-  withDir((dir) => {
-    saveCheckpoint(dir, 1, config, {}, weights(1));
-    saveCheckpoint(dir, 2, config, {}, weights(2));
+test("a newer save replaces the data files only after the manifest points to them", async () => {
+  await withDir(async (dir) => {
+    await saveCheckpoint(dir, 1, config, {}, weights(1));
+    await saveCheckpoint(dir, 2, config, {}, weights(2));
     assert.deepEqual(readdirSync(dir).sort(), ["checkpoint.json", "model-0000002.safetensors"]);
     assert.equal(loadCheckpoint(dir).manifest.step, 2);
   });
 });
 
-test("bad checkpoints are refused with a message naming the problem", () => {
-  withDir((dir) => {
-    saveCheckpoint(dir, 3, config, {}, weights(1));
+test("bad checkpoints are refused with a message naming the problem", async () => {
+  await withDir(async (dir) => {
+    await saveCheckpoint(dir, 3, config, {}, weights(1));
     const manifestPath = join(dir, "checkpoint.json");
     const manifest = readFileSync(manifestPath, "utf8");
     const modelPath = join(dir, "model-0000003.safetensors");
@@ -87,10 +87,10 @@ test("bad checkpoints are refused with a message naming the problem", () => {
   });
 });
 
-test("weights of another model are refused by name and shape", () => {
-  withDir((dir) => {
+test("weights of another model are refused by name and shape", async () => {
+  await withDir(async (dir) => {
     const other = { ...config, model: { ...config.model, features: 3 } };
-    saveCheckpoint(dir, 1, config, {}, td.flattenTree(initUNet(other.model, td.random.key(0))));
+    await saveCheckpoint(dir, 1, config, {}, td.flattenTree(initUNet(other.model, td.random.key(0))));
     const contents = loadCheckpoint(dir) as TrainingCheckpoint;
     assert.throws(() => modelFromCheckpoint(dir, contents), /model tensor 'attention1\.key_proj\.bias' has shape \[12\], the model expects \[8\]/);
   });

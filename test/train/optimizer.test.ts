@@ -68,7 +68,7 @@ describe("optimizerStep: optax semantics", () => {
         const ref = referenceStep(p, flat(grads), m, v, k + 1, lr, CONFIG);
         assert.equal(out.lr, lr);
         assert.equal(out.state.step, k + 1);
-        assert.ok(Math.abs(out.gradNorm - ref.norm) <= 1e-15 * Math.max(1, ref.norm), `norm ${out.gradNorm} vs ${ref.norm}`);
+        assert.ok(Math.abs(out.gradNorm.item() - ref.norm) <= 1e-15 * Math.max(1, ref.norm), `norm ${out.gradNorm.item()} vs ${ref.norm}`);
         // Same formulas in float64, up to the order of a few roundings.
         assertClose(flat(out.params), ref.p, 1e-15, `params after ${k}`);
         assertClose(flat(out.state.m), ref.m, 1e-15, `m after ${k}`);
@@ -134,11 +134,11 @@ describe("optimizerStep: clipping", () => {
       const cClipped = flat(out.state.m).map((x) => x / (1 - config.b1));
       assert.ok(cClipped.every((x) => Math.abs(x) <= 0.3 + 1e-15));
       assertClose(cClipped, [0.3, -0.3, 0.1, -0.3, 0.3, -0.3, 0.2, 0, 1e-3], 1e-15, "clipped gradient");
-      assert.equal(out.elementsClipped, 4); // 5, -5, 0.31, -100 (-0.3 itself is not above the bound)
+      assert.equal(out.elementsClipped.item(), 4); // 5, -5, 0.31, -100 (-0.3 itself is not above the bound)
       // gradNorm is the norm AFTER the element-wise clip.
       const norm = Math.hypot(0.3, 0.3, 0.1, 0.3, 0.3, 0.3, 0.2, 0, 1e-3);
-      assert.ok(Math.abs(out.gradNorm - norm) < 1e-15);
-      assert.equal(out.clipScale, 1);
+      assert.ok(Math.abs(out.gradNorm.item() - norm) < 1e-15);
+      assert.equal(out.clipScale.item(), 1);
     });
   });
 
@@ -151,19 +151,37 @@ describe("optimizerStep: clipping", () => {
       };
       // Above: norm(clipped) = sqrt(9 * 0.09) = 0.9 -> scaled by 0.5/0.9.
       const big = firstMoment([[1, 1, 1], [1, 1], [1, 1, 1, -1]], TUTORIAL_OPTIMIZER);
-      assert.ok(Math.abs(big.out.gradNorm - 0.9) < 1e-15);
-      assert.ok(Math.abs(big.out.clipScale - 0.5 / 0.9) < 1e-15);
+      assert.ok(Math.abs(big.out.gradNorm.item() - 0.9) < 1e-15);
+      assert.ok(Math.abs(big.out.clipScale.item() - 0.5 / 0.9) < 1e-15);
       assert.ok(Math.abs(Math.hypot(...big.c) - 0.5) < 1e-15);
       assertClose(big.c, [1, 1, 1, 1, 1, 1, 1, 1, -1].map((s) => (s * 0.3 / 0.9) * 0.5), 1e-15, "scaled");
       // Below: untouched (bit-exact: the select takes the unscaled branch).
       const g = [[0.1, -0.1, 0], [0.2, 0], [0, 0, 0.3, -0.1]];
       const small = firstMoment(g, TUTORIAL_OPTIMIZER);
-      assert.equal(small.out.clipScale, 1);
+      assert.equal(small.out.clipScale.item(), 1);
       assertClose(small.c, g.flat(), 1e-15, "unscaled");
       // Exactly at the limit: optax scales (n < max is false) by 1.
       const edge = firstMoment([[0.3, 0.4, 0], [0, 0], [0, 0, 0, 0]], { ...TUTORIAL_OPTIMIZER, elementwiseClip: null });
-      assert.equal(edge.out.gradNorm, 0.5);
-      assert.equal(edge.out.clipScale, 1);
+      assert.equal(edge.out.gradNorm.item(), 0.5);
+      assert.equal(edge.out.clipScale.item(), 1);
+    });
+  });
+
+  test("a NaN norm takes the scaling branch, as optax's select does: every clipped gradient becomes NaN", () => {
+    td.tidy(() => {
+      const params = tree("float32", [0, 0, 0], [0, 0], [0, 0, 0, 0]);
+      // Without the element-wise clip: td.clip (maximum, then minimum) maps NaN to the lower bound.
+      const config = { ...TUTORIAL_OPTIMIZER, elementwiseClip: null };
+      const out = optimizerStep(params, tree("float32", [NaN, 0.1, 0], [0, 0], [0, 0, 0, 0]), initOptimizerState(params), config);
+      assert.ok(Number.isNaN(out.gradNorm.item()));
+      assert.ok(Number.isNaN(out.clipScale.item()));
+      // (c / NaN) * 0.5 is NaN for every element, also the zero gradients of the other leaves.
+      assert.ok(flat(out.state.m).every((x) => Number.isNaN(x)));
+      // The statistics are scalar tensors in the params' dtype.
+      for (const t of [out.gradNorm, out.clipScale, out.elementsClipped]) {
+        assert.deepEqual(t.shape, []);
+        assert.equal(t.dtype, "float32");
+      }
     });
   });
 
@@ -173,8 +191,8 @@ describe("optimizerStep: clipping", () => {
       const config = { ...CONFIG, elementwiseClip: null, globalNormClip: null };
       const g = [[3, -4, 0], [0, 0], [0, 0, 0, 12]];
       const out = optimizerStep(params, tree("float64", g[0]!, g[1]!, g[2]!), initOptimizerState(params), config);
-      assert.equal(out.gradNorm, 13);
-      assert.equal(out.elementsClipped, 0);
+      assert.equal(out.gradNorm.item(), 13);
+      assert.equal(out.elementsClipped.item(), 0);
       assertClose(flat(out.state.m), g.flat().map((x) => 0.1 * x), 1e-15, "m");
     });
   });
@@ -249,7 +267,7 @@ describe("optimizerStep: behaviour", () => {
         const step = optimizerStep(params, grads, state, config);
         td.keep(step.params);
         td.keep(step.state);
-        return step;
+        return { params: step.params, state: step.state }; // the statistics (scalar tensors) are freed here
       });
       td.dispose(params);
       td.dispose(state);

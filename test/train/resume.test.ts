@@ -30,19 +30,19 @@ function snapshot(run: TrainingRun): Map<string, number[]> {
   return out;
 }
 
-test("resume from a checkpoint equals the uninterrupted run, bit for bit", () => {
+test("resume from a checkpoint equals the uninterrupted run, bit for bit", async () => {
   const dir = mkdtempSync(join(tmpdir(), "td-resume-"));
   try {
     const straight = newRun(config);
-    for (let i = 0; i < 6; i++) trainStep(straight, data);
+    for (let i = 0; i < 6; i++) await trainStep(straight, data);
 
     const first = newRun(config);
-    for (let i = 0; i < 3; i++) trainStep(first, data);
-    saveCheckpoint(dir, first.step, first.config, checkpointState(first), td.flattenTree(first.params), trainingTensors(first));
+    for (let i = 0; i < 3; i++) await trainStep(first, data);
+    await saveCheckpoint(dir, first.step, first.config, checkpointState(first), td.flattenTree(first.params), trainingTensors(first));
     const loaded = loadCheckpoint<TrainConfig, TrainingCheckpointState>(dir, { withTraining: true });
     const resumed = restoreRun(loaded.manifest.config, loaded.manifest.step, loaded.manifest.state, loaded.model, loaded.training);
     assert.equal(resumed.step, 3);
-    for (let i = 0; i < 3; i++) trainStep(resumed, data);
+    for (let i = 0; i < 3; i++) await trainStep(resumed, data);
 
     assert.deepEqual(resumed.lossHistory, straight.lossHistory);
     const a = snapshot(straight);
@@ -57,10 +57,10 @@ test("resume from a checkpoint equals the uninterrupted run, bit for bit", () =>
   }
 });
 
-test("training memory stays flat: live tensors are constant across steps", () => {
+test("training memory stays flat: live tensors are constant across steps", async () => {
   const run = newRun({ ...config, penaltyWeight: 0.02 });
-  trainStep(run, data);
+  await trainStep(run, data);
   const before = td.memory().tensors;
-  for (let i = 0; i < 4; i++) trainStep(run, data);
+  for (let i = 0; i < 4; i++) await trainStep(run, data);
   assert.equal(td.memory().tensors, before);
 });

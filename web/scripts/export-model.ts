@@ -22,6 +22,6 @@ const { manifest } = loadCheckpoint<TrainConfig, TrainingCheckpointState>(resolv
 if (existsSync(to)) for (const name of readdirSync(to)) if (/^(model|training)-\d+\.safetensors$|^checkpoint\.json$/.test(name)) unlinkSync(join(to, name));
 // The weights-only checkpoint keeps the run's config and loss history; its "model" file holds the weights to
 // sample with, so the CLI and the page both load them without the (3x larger) training file.
-saveCheckpoint(to, manifest.step, loaded.config, manifest.state, td.flattenTree(loaded.params));
+await saveCheckpoint(to, manifest.step, loaded.config, manifest.state, td.flattenTree(loaded.params));
 const size = readdirSync(to).reduce((s, n) => s + statSync(join(to, n)).size, 0);
 console.log(`${to}: step ${manifest.step}, ${loaded.usedEma ? "EMA" : "raw"} weights, ${td.treeSize(loaded.params).toLocaleString("en-US")} weights, ${(size / 1e6).toFixed(2)} MB`);

@@ -13,11 +13,14 @@ export interface LoadedModel extends SavedModel {
   weights: number;
 }
 
-/** The files saveCheckpoint would write for this state, byte for byte (up to savedAt). */
-export function checkpointFiles(
+/**
+ * The files saveCheckpoint would write for this state, byte for byte (up to savedAt). Asynchronous: on a device
+ * backend (WebGPU) the tensors are read back from the GPU.
+ */
+export async function checkpointFiles(
   step: number, config: TrainConfig, state: TrainingCheckpointState, model: Map<string, td.Tensor>, training?: Map<string, td.Tensor>,
-): NamedBytes[] {
-  return encodeCheckpoint(step, config, state, model, training);
+): Promise<NamedBytes[]> {
+  return await encodeCheckpoint(step, config, state, model, training);
 }
 
 /** loadModel of the CLI over picked or fetched files (name -> bytes); prefers the EMA weights. */

@@ -28,13 +28,25 @@ export function isConditional(config: TrainConfig): boolean {
 }
 
 /**
- * N samples as float32 [N, 8, 8], clipped to [0, 1]; calls onFrame with every state from the noise to the
- * sample. Conditional models get labels 0..9 in turn with guidance 2 (the CLI's defaults).
+ * The values of a sampler state, for a frame. On a host backend (CPU, Wasm) the copy is taken now and the
+ * frame can go to the page while the worker computes the next step (the sampler's loop is synchronous, so a
+ * promise would only settle after the last step and the animation would start at the end). On a device
+ * backend (WebGPU) `read()` is the only way: it captures the values now and settles once the GPU has run the
+ * step; the loop only records GPU work, so the frames stream in while the GPU computes.
  */
-export function generateImages(
+function frameValues(x: td.Tensor): Float32Array | Promise<Float32Array> {
+  return x.isHost ? (x.toTypedArray() as Float32Array) : (x.read() as Promise<Float32Array>);
+}
+
+/**
+ * N samples as float32 [N, 8, 8], clipped to [0, 1]; calls onFrame, in order, with every state from the noise
+ * to the sample (all frames are delivered before the promise settles). Conditional models get labels 0..9 in
+ * turn with guidance 2 (the CLI's defaults).
+ */
+export async function generateImages(
   params: UNetParams, schedule: NoiseSchedule, config: TrainConfig, choice: SamplerChoice, n: number, seed: number,
   onFrame?: (frame: Frame) => void,
-): Float32Array {
+): Promise<Float32Array> {
   const sampler = samplerConfig(choice);
   const conditional = isConditional(config);
   const labels = conditional ? Array.from({ length: n }, (_, i) => i % 10) : undefined;
@@ -42,16 +54,30 @@ export function generateImages(
   const key = td.random.key(seed);
   const shape = [n, 8, 8, 1];
   const timesteps = samplerTimesteps(sampler, schedule);
-  return td.tidy(() => {
+  // Frames are handed over in order, each as soon as its values are here.
+  let delivered: Promise<void> = Promise.resolve();
+  const emit = (index: number, t: number, x: td.Tensor) => {
+    if (!onFrame) return;
+    const values = frameValues(x);
+    const frame = (images: Float32Array) => onFrame({ index, steps: timesteps.length, t, images });
+    if (values instanceof Float32Array) frame(values);
+    else delivered = delivered.then(() => values).then(frame);
+  };
+  const x = td.tidy(() => {
     // sample() starts from initialNoise(key, shape) when given no x: passing it in changes nothing but lets
     // the animation show it.
     const x0 = initialNoise(key, shape);
-    onFrame?.({ index: 0, steps: timesteps.length, t: timesteps[0]!, images: x0.toTypedArray() as Float32Array });
-    const x = sample({
+    emit(0, timesteps[0]!, x0);
+    return sample({
       model, schedule, sampler, shape, key, x: x0, labels, clipDenoised: choice.clip ?? false,
       guidanceScale: conditional ? 2 : undefined,
-      onStep: (info) => onFrame?.({ index: info.index + 1, steps: info.steps, t: info.tPrev, images: info.x.toTypedArray() as Float32Array }),
+      onStep: (info) => emit(info.index + 1, info.tPrev, info.x),
     });
-    return Float32Array.from(x.data, (v) => Math.min(1, Math.max(0, v)));
   });
+  try {
+    const [values] = await Promise.all([x.read(), delivered]);
+    return Float32Array.from(values, (v) => Math.min(1, Math.max(0, v)));
+  } finally {
+    x.dispose();
+  }
 }

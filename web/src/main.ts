@@ -2,7 +2,7 @@
 // process, draws the live loss chart and sample grids, and hands checkpoints in and out.
 import digitsGzUrl from "../../data/digits.csv.gz?url";
 import tutorialSplit from "../../data/split_digit1.json";
-import type { BackendId, BackendReport } from "./backends.ts";
+import { parseBackendChoice, type BackendChoice, type BackendReport } from "./backends.ts";
 import type { NamedFile } from "./bytes.ts";
 import { drawLossChart, type LossPoint } from "./chart.ts";
 import { MANIFEST } from "./checkpoint.ts";
@@ -68,7 +68,8 @@ function download(bytes: Uint8Array, name: string, type: string): void {
 const SHIPPED_NAME = "Pretrained model";
 
 const params = new URLSearchParams(location.search);
-const preferBackend = (params.get("backend") ?? undefined) as BackendId | undefined;
+/** ?backend=auto|webgpu|wasm|cpu, or the select in the header. */
+let backendChoice: BackendChoice = parseBackendChoice(params.get("backend"));
 
 // ---- workers ----------------------------------------------------------------------------------------
 
@@ -115,21 +116,36 @@ class EngineWorker {
 
 // ---- backend badge ------------------------------------------------------------------------------------
 
-function showBackend(report: BackendReport): void {
-  $("backend-name").textContent = report.active.label;
-  $("backend-where").textContent = "in two Web Workers (sampling, training), so the page stays responsive";
+const backendSelect = $<HTMLSelectElement>("backend-choice");
+backendSelect.value = backendChoice;
+
+function showBackend(report: BackendReport, trainReport: BackendReport | null): void {
+  const { active } = report;
+  $("backend-name").textContent = active.label;
+  $("backend-device").textContent = active.id === "webgpu" ? `Adapter: ${active.device}` : `On ${active.device}`;
+  const trainOn = trainReport && trainReport.active.id !== active.id ? ` (training: ${trainReport.active.label})` : "";
+  $("backend-where").textContent = `in two Web Workers (sampling, training), so the page stays responsive${trainOn}`;
   const gpu = report.candidates.find((c) => c.id === "webgpu");
   let note = "";
-  if (report.active.id !== "webgpu" && gpu) {
-    note = gpu.status === "not-implemented"
-      ? "WebGPU is not used yet: the engine has no WebGPU backend (this browser supports WebGPU)."
-      : gpu.status === "unavailable"
-        ? `WebGPU is not used yet: the engine has no WebGPU backend (this browser: ${gpu.detail}).`
-        : "WebGPU is not used.";
+  if (active.id === "webgpu") {
+    if (active.software) note = "This WebGPU adapter is a software renderer (on the CPU): expect it to be slower than a GPU.";
+  } else if (gpu?.status === "unavailable") {
+    note = `WebGPU is not available: ${gpu.detail}. Falling back to ${active.id === "wasm" ? "WebAssembly" : "the CPU backend"}.`;
+  } else if (gpu?.status === "skipped") {
+    note = `WebGPU is not used (backend set to ${report.choice}).`;
   }
   $("backend-note").textContent = note;
-  $("backend-note").title = gpu?.detail ?? "";
-  body.dataset.backend = report.active.id;
+  body.dataset.backend = active.id;
+  body.dataset.backendDevice = active.device;
+}
+
+let genBackend: BackendReport | null = null;
+let trainBackend: BackendReport | null = null;
+function onBackendReady(which: "gen" | "train", report: BackendReport): void {
+  if (which === "gen") genBackend = report;
+  else trainBackend = report;
+  body.dataset.trainBackend = trainBackend?.active.id ?? "";
+  if (genBackend) showBackend(genBackend, trainBackend);
 }
 
 // ---- Generate panel -----------------------------------------------------------------------------------
@@ -167,6 +183,8 @@ interface Animation {
   done: boolean;
   ms: number;
   playing: boolean;
+  /** The final samples, clipped to [0, 1] (set when done). */
+  images?: Float32Array;
 }
 
 let shippedFiles: NamedFile[] | null = null;
@@ -252,7 +270,7 @@ function startAnimation(a: Animation): void {
 function onGenMessage(m: FromWorker): void {
   switch (m.type) {
     case "ready":
-      showBackend(m.backend);
+      onBackendReady("gen", m.backend);
       // After Stop the fresh worker has no model: send it the one in use again.
       if (reloadOnReady && currentModelFiles) genWorker.send({ type: "loadModel", files: currentModelFiles.files, source: currentModelFiles.source });
       break;
@@ -285,6 +303,7 @@ function onGenMessage(m: FromWorker): void {
       if (!a || a.id !== m.id) return;
       a.done = true;
       a.ms = m.ms;
+      a.images = m.images;
       genRunning = false;
       setStatus(gen.status, `Generated ${m.n} samples in ${(m.ms / 1000).toFixed(2)} s (${a.label}, seed ${gen.seed.value}). Drag the slider to revisit any step.`, "ok");
       if (!a.playing) startAnimation(a);
@@ -309,6 +328,14 @@ function onGenMessage(m: FromWorker): void {
 }
 
 const genWorker = new EngineWorker("generate", onGenMessage, true);
+
+// For tests and the devtools console: the values behind the Generate canvas (the canvas holds 8-bit colours).
+(window as unknown as { tinyDiffusion: object }).tinyDiffusion = {
+  /** The last finished generation's samples: n images of 8x8 values in [0, 1] (pixel/16 units), or null. */
+  samples(): { n: number; images: number[] } | null {
+    return anim?.done && anim.images ? { n: anim.n, images: Array.from(anim.images) } : null;
+  },
+};
 
 function generate(): void {
   if (!genReady || genRunning || !modelInfo) return;
@@ -350,7 +377,7 @@ gen.stop.addEventListener("click", () => {
   setStatus(gen.status, "Stopped. Restarting the sampler…");
   genWorker.restart();
   reloadOnReady = true;
-  genWorker.send({ type: "init", prefer: preferBackend });
+  genWorker.send({ type: "init", choice: backendChoice });
   updateGenControls();
 });
 gen.frame.addEventListener("input", () => {
@@ -466,6 +493,7 @@ function readTrainOptions(): TrainOptions | string {
 function onTrainMessage(m: FromWorker): void {
   switch (m.type) {
     case "ready":
+      onBackendReady("train", m.backend);
       break;
     case "trainStarted":
       trainTotal = m.config.steps;
@@ -529,7 +557,8 @@ function onTrainMessage(m: FromWorker): void {
   }
 }
 
-const trainWorker = new EngineWorker("train", onTrainMessage);
+// Both workers keep a spare, so that switching the backend works offline too.
+const trainWorker = new EngineWorker("train", onTrainMessage, true);
 
 tr.form.addEventListener("submit", (e) => {
   e.preventDefault();
@@ -557,11 +586,67 @@ tr.download.addEventListener("click", () => requestExport("download"));
 tr.use.addEventListener("click", () => requestExport("use"));
 window.addEventListener("resize", queueChart);
 
+// ---- switching the backend -----------------------------------------------------------------------------
+
+let digitsBytes: Uint8Array | null = null;
+
+/** Starts both engines afresh on the chosen backend; the model in Generate is reloaded, a training run is lost. */
+function switchBackend(choice: BackendChoice): void {
+  if (choice === backendChoice) return;
+  if (trainStep > 0 && !confirm("Switching the backend restarts the engines: the model being trained here is lost unless you download it first. Switch?")) {
+    backendSelect.value = backendChoice;
+    return;
+  }
+  backendChoice = choice;
+  const url = new URL(location.href);
+  if (choice === "auto") url.searchParams.delete("backend");
+  else url.searchParams.set("backend", choice);
+  history.replaceState(null, "", url);
+  genBackend = trainBackend = null;
+  $("backend-name").textContent = "starting…";
+  for (const id of ["backend-device", "backend-where", "backend-note"]) $(id).textContent = "";
+  delete body.dataset.backend;
+  // Generate: like Stop, then the model in use again.
+  genRunning = false;
+  genReady = false;
+  if (anim) anim.playing = false;
+  anim = null;
+  body.dataset.genState = "loading";
+  setStatus(gen.status, "Restarting the sampler on the chosen backend…");
+  genWorker.restart();
+  reloadOnReady = true;
+  genWorker.send({ type: "init", choice });
+  updateGenControls();
+  // Train: a fresh worker with the digits.
+  trainWorker.restart();
+  trainWorker.send({ type: "init", choice });
+  trainStep = 0;
+  trainTotal = 0;
+  lossPoints = [];
+  delete body.dataset.trainStep;
+  delete body.dataset.trainSamplesStep;
+  tr.progress.value = 0;
+  tr.step.textContent = "–";
+  tr.loss.textContent = "–";
+  tr.speed.textContent = "–";
+  tr.eta.textContent = "–";
+  queueChart();
+  if (digitsBytes) {
+    const copy = digitsBytes.slice();
+    trainWorker.send({ type: "setData", digitsGz: copy, split: tutorialSplit }, [copy.buffer]);
+    setTrainState("idle");
+    setStatus(tr.status, "Ready. Choose the settings and press Start training.");
+  } else {
+    setTrainState("loading");
+  }
+}
+backendSelect.addEventListener("change", () => switchBackend(parseBackendChoice(backendSelect.value)));
+
 // ---- start-up -----------------------------------------------------------------------------------------
 
 async function start(): Promise<void> {
-  genWorker.send({ type: "init", prefer: preferBackend });
-  trainWorker.send({ type: "init", prefer: preferBackend });
+  genWorker.send({ type: "init", choice: backendChoice });
+  trainWorker.send({ type: "init", choice: backendChoice });
   setTrainState("loading");
   queueChart();
   // Everything the page needs is fetched now, so it keeps working offline once loaded.
@@ -588,6 +673,7 @@ async function start(): Promise<void> {
     loadModel(shipped, SHIPPED_NAME);
   }
   if (digitsGz) {
+    digitsBytes = digitsGz;
     trainWorker.send({ type: "setData", digitsGz, split: tutorialSplit });
     setTrainState("idle");
     setStatus(tr.status, "Ready. Choose the settings and press Start training.");

@@ -1,5 +1,5 @@
 // Messages between the page (main.ts) and the engine workers (worker.ts).
-import type { BackendId, BackendReport } from "./backends.ts";
+import type { BackendChoice, BackendReport } from "./backends.ts";
 import type { NamedFile } from "./bytes.ts";
 import type { TrainOptions } from "./train-config.ts";
 
@@ -32,7 +32,7 @@ export interface TrainReport {
 }
 
 export type ToWorker =
-  | { type: "init"; prefer?: BackendId }
+  | { type: "init"; choice: BackendChoice }
   | { type: "loadModel"; files: NamedFile[]; source: string }
   | { type: "generate"; id: number; sampler: SamplerChoice; n: number; seed: number }
   | { type: "setData"; digitsGz: Uint8Array; split: unknown }

@@ -47,10 +47,10 @@ function loadModel(files: NamedFile[], source: string): void {
   });
 }
 
-function generate(message: Extract<ToWorker, { type: "generate" }>): void {
+async function generate(message: Extract<ToWorker, { type: "generate" }>): Promise<void> {
   if (!model) throw new Error("no model is loaded");
   const started = performance.now();
-  const images = generateImages(model.params, model.schedule, model.config, message.sampler, message.n, message.seed, (frame) => {
+  const images = await generateImages(model.params, model.schedule, model.config, message.sampler, message.n, message.seed, (frame) => {
     post({ type: "frame", id: message.id, index: frame.index, steps: frame.steps, t: frame.t, images: frame.images }, [frame.images.buffer]);
   });
   post({ type: "generated", id: message.id, images, n: message.n, ms: performance.now() - started }, [images.buffer]);
@@ -59,28 +59,56 @@ function generate(message: Extract<ToWorker, { type: "generate" }>): void {
 // ---- training ---------------------------------------------------------------------------------------
 
 let digits: { all: DigitsDataset; split: TutorialSplit } | null = null;
-let training: { run: TrainingRun; data: DigitsDataset; options: TrainOptions; running: boolean; loop: Promise<void> | null } | null = null;
+
+interface Training {
+  run: TrainingRun;
+  data: DigitsDataset;
+  options: TrainOptions;
+  running: boolean;
+  /** The training loop now going (null: none); a resumed loop waits for the one before it to end. */
+  loop: Promise<void> | null;
+  /** Which loop is current: pause + resume before the old loop noticed the pause must not leave two. */
+  generation: number;
+}
+let training: Training | null = null;
 
 const nextTick = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
+
+/**
+ * Work on the training run, one piece at a time. Steps, previews and checkpoint exports await the backend (on
+ * WebGPU: the GPU), so without this an export could read the weights while a step replaces (and disposes) them.
+ */
+let runLock: Promise<unknown> = Promise.resolve();
+function withRun<T>(fn: () => Promise<T>): Promise<T> {
+  const result = runLock.then(fn);
+  runLock = result.catch(() => {});
+  return result;
+}
 
 async function setData(digitsGz: Uint8Array, split: unknown): Promise<void> {
   const text = new TextDecoder().decode(await gunzip(digitsGz));
   digits = { all: parseDigitsCsv(text), split: parseTutorialSplit(split) };
 }
 
-function trainPreview(run: TrainingRun): void {
-  const images = generateImages(samplingParams(run), run.schedule, run.config, TRAIN_PREVIEW.sampler, TRAIN_PREVIEW.n, TRAIN_PREVIEW.seed);
+async function trainPreview(run: TrainingRun): Promise<void> {
+  const images = await generateImages(samplingParams(run), run.schedule, run.config, TRAIN_PREVIEW.sampler, TRAIN_PREVIEW.n, TRAIN_PREVIEW.seed);
   post({ type: "trainSamples", step: run.step, images, n: TRAIN_PREVIEW.n }, [images.buffer]);
 }
 
-function startTraining(options: TrainOptions): void {
+async function startTraining(options: TrainOptions): Promise<void> {
   if (!digits) throw new Error("the digits data is not loaded yet");
   if (training?.running) throw new Error("training is already running");
-  if (training) disposeRun(training.run);
+  if (training) {
+    // A paused loop may still be finishing its last step.
+    const old = training;
+    training = null;
+    await old.loop;
+    await withRun(async () => disposeRun(old.run));
+  }
   const config = buildTrainConfig(options);
   const split = splitDigits(digits.all, config.digit, { tutorialSplit: digits.split });
   const run = newRun(config);
-  training = { run, data: split.train, options, running: false, loop: null };
+  training = { run, data: split.train, options, running: false, loop: null, generation: 0 };
   post({
     type: "trainStarted",
     config: { steps: config.steps, batch: config.batchSize, features: config.model.features, digit: config.digit, images: split.train.count, weights: td.treeSize(run.params) },
@@ -97,20 +125,24 @@ function resume(): void {
   if (!t || t.running) return;
   if (t.run.step >= t.run.config.steps) return;
   t.running = true;
+  const generation = ++t.generation;
+  const current = () => t.running && t.generation === generation && training === t;
   post({ type: "trainState", state: "running" });
+  const previous = t.loop;
   t.loop = (async () => {
+    await previous;
     try {
       const { run, data, options } = t;
       let windowStart = performance.now();
       let windowSteps = 0;
       let stepsPerSecond = 0;
-      while (t.running && run.step < run.config.steps) {
+      while (current() && run.step < run.config.steps) {
         // Train for ~120 ms, then report and let messages (pause, download) in.
         const reports: TrainReport[] = [];
         const sliceStart = performance.now();
         let previewDue = false;
         do {
-          const r = trainStep(run, data);
+          const r = await withRun(() => trainStep(run, data));
           if (!Number.isFinite(r.loss)) throw new Error(`training diverged at step ${r.step} (loss ${r.loss})`);
           reports.push({ step: r.step, loss: r.loss, smoothedLoss: r.smoothedLoss, lr: r.lr });
           windowSteps++;
@@ -123,13 +155,16 @@ function resume(): void {
           windowSteps = 0;
         }
         post({ type: "trainProgress", reports, stepsPerSecond });
-        if (previewDue || run.step === run.config.steps) trainPreview(run);
+        if (previewDue || run.step === run.config.steps) await withRun(() => trainPreview(run));
         await nextTick();
       }
+      // A newer loop (resumed) or a new run now reports the state.
+      if (t.generation !== generation || training !== t) return;
       const done = run.step >= run.config.steps;
       t.running = false;
       post({ type: "trainState", state: done ? "done" : "paused" });
     } catch (e) {
+      if (t.generation !== generation || training !== t) return;
       t.running = false;
       post({ type: "trainState", state: "paused" });
       fail("train", e);
@@ -137,14 +172,18 @@ function resume(): void {
   })();
 }
 
-function exportCheckpoint(id: number): void {
-  if (!training) throw new Error("nothing has been trained yet");
-  const { run } = training;
-  const files = checkpointFiles(run.step, run.config, checkpointState(run), td.flattenTree(run.params), trainingTensors(run));
+async function exportCheckpoint(id: number): Promise<void> {
+  const t = training;
+  if (!t) throw new Error("nothing has been trained yet");
+  // Between two steps: the weights, optimizer state and step number belong together.
+  const { step, files } = await withRun(async () => {
+    const { run } = t;
+    return { step: run.step, files: await checkpointFiles(run.step, run.config, checkpointState(run), td.flattenTree(run.params), trainingTensors(run)) };
+  });
   // Unzipped into a folder F, this is F/checkpoint/..., the layout of a CLI run folder: `--checkpoint F` and
   // `train --out F --resume` both work.
   const zip = zipStore(files.map((f) => ({ name: `checkpoint/${f.name}`, bytes: f.bytes })));
-  post({ type: "checkpoint", id, step: run.step, files, zip }, [zip.buffer]);
+  post({ type: "checkpoint", id, step, files, zip }, [zip.buffer]);
 }
 
 // ---- dispatch ---------------------------------------------------------------------------------------
@@ -159,19 +198,19 @@ scope.onmessage = (event) => {
     try {
       switch (message.type) {
         case "init":
-          post({ type: "ready", backend: await selectBackend(message.prefer) });
+          post({ type: "ready", backend: await selectBackend(message.choice) });
           break;
         case "loadModel":
           loadModel(message.files, message.source);
           break;
         case "generate":
-          generate(message);
+          await generate(message);
           break;
         case "setData":
           await setData(message.digitsGz, message.split);
           break;
         case "trainStart":
-          startTraining(message.options);
+          await startTraining(message.options);
           break;
         case "trainPause":
           if (training) training.running = false;
@@ -180,7 +219,7 @@ scope.onmessage = (event) => {
           resume();
           break;
         case "exportCheckpoint":
-          exportCheckpoint(message.id);
+          await exportCheckpoint(message.id);
           break;
       }
     } catch (e) {

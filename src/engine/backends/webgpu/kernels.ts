@@ -1,6 +1,6 @@
 /// <reference types="@webgpu/types" />
-// WebGpuKernels: the engine's kernels (backend.ts) on GPU buffers. Phase 1 of the WebGPU backend: the
-// Tensor frontend still runs on typed arrays; these methods take GpuArrays and only *encode* work.
+// WebGpuKernels: the engine's kernels (backend.ts) on GPU buffers; WebGpuBackend (index.ts) puts them
+// behind the Backend interface. These methods take GpuArrays and only *encode* work.
 //
 // - Every kernel method takes an optional GPUCommandEncoder (default: the kernels' own, created on
 //   demand) and records compute dispatches into one open compute pass; nothing is read back, so a whole
