@@ -50,6 +50,25 @@ export interface ConvArgs {
   oh: number; ow: number;
 }
 
+/**
+ * Hyper-parameters of one fused AdamW update (optax's chain: clip by value, clip by global norm, Adam,
+ * decoupled weight decay, scale by -lr), as plain numbers; kernels round each to the tensor dtype.
+ */
+export interface AdamWArgs {
+  /** Element-wise clip to [-elementClip, elementClip]; null = none. */
+  elementClip: number | null;
+  /** Global-norm clip: gradients scale by maxNorm / norm unless norm < maxNorm; null = none. */
+  maxNorm: number | null;
+  b1: number;
+  b2: number;
+  /** Bias corrections 1 - b1^t and 1 - b2^t (already in the dtype). */
+  bc1: number;
+  bc2: number;
+  eps: number;
+  weightDecay: number;
+  lr: number;
+}
+
 export interface Backend {
   readonly name: string;
   /** Storage of `size` elements; contents are unspecified. */
@@ -110,6 +129,13 @@ export interface Backend {
   upsampleNearest(x: Storage, shape: Shape, height: number, width: number, out: Storage): void;
   /** Its adjoint: each input pixel sums its output block, in row-major order of the output. */
   upsampleNearestGrad(g: Storage, shape: Shape, height: number, width: number, out: Storage): void;
+  /**
+   * One AdamW step of a parameter tensor, fused, in the exact order of the unfused ops (each result rounded to
+   * the dtype): c = clip(g); c = norm < maxNorm ? c : c / norm * maxNorm; m' = (1-b1) c + b1 m;
+   * v' = (1-b2) c^2 + b2 v; u = (m'/bc1) / (sqrt(v'/bc2) + eps) (+ wd p when wd != 0); p' = p - lr u.
+   * `norm` holds one element (the global gradient norm). Outputs do not alias inputs.
+   */
+  adamw(p: Storage, g: Storage, m: Storage, v: Storage, norm: Storage, args: AdamWArgs, outP: Storage, outM: Storage, outV: Storage): void;
   /** Casts between dtypes (float -> int truncates toward zero). */
   cast(x: Storage, out: Storage): void;
 }

@@ -24,6 +24,7 @@ const COVERED: Record<string, string> = {
   matmul: "linalg", linear: "linalg",
   conv2d: "conv", conv2dKernelGrad: "conv", flipKernel: "conv",
   gelu: "nn", layerNorm: "nn", softmax: "nn", maxPool2x2: "nn", upsampleNearest: "nn",
+  adamwUpdate: "optim",
 };
 const RANDOM = ["choice", "foldIn", "key", "normal", "normalArray", "randomBits", "split", "threefry2x32", "truncatedNormalArray", "uniform", "uniformArray"];
 

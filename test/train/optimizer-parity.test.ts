@@ -43,7 +43,7 @@ function twoSteps(dtype: td.DType, lrs?: ArrayLike<number>): Run {
         sqrtOneMinusAlphaCumulative: schedule.sqrtOneMinusAlphaCumulative,
       }, { penaltyWeight: 0.02 }).total,
     )(params);
-    const result = optimizerStep(params, grads, state, TUTORIAL_OPTIMIZER, lrs ? { lr: lrs[k]! } : {});
+    const result = optimizerStep(params, grads, state, TUTORIAL_OPTIMIZER, lrs ? { lr: lrs[k]!, countClipped: true } : { countClipped: true });
     steps.push({ loss: value.item(), result });
     params = result.params;
     state = result.state;
@@ -79,7 +79,7 @@ describe(`optimizer vs the tutorial's two JAX train steps (features=${F})`, () =
         assert.ok(rel(loss, losses[k]!) < 1e-12, `loss ${k}: ${loss} vs ${losses[k]}`);
         // Measured <= 3.1e-16 (the per-leaf sums added as float64 tensors; 1.4e-15 when they were added in JS).
         assert.ok(rel(result.gradNorm.item(), norms[k]!) < 1e-12, `gradNorm ${k}: ${result.gradNorm.item()} vs ${norms[k]}`);
-        assert.equal(result.elementsClipped.item(), clipped[k]);
+        assert.equal(result.elementsClipped!.item(), clipped[k]);
         assert.ok(result.clipScale.item() < 1); // both norms (2.07, 2.92) are above 0.5
         assert.equal(result.state.step, k + 1);
       });
@@ -134,7 +134,7 @@ describe(`optimizer vs the tutorial's two JAX train steps (features=${F})`, () =
         // unchanged: 1e-5 and 2e-4.
         assert.ok(rel(result.gradNorm.item(), norms64[k]!) < 1e-5, `gradNorm ${k}: ${result.gradNorm.item()} vs f64 ${norms64[k]}`);
         assert.ok(rel(result.gradNorm.item(), norms[k]!) < 2e-4, `gradNorm ${k}: ${result.gradNorm.item()} vs f32 ${norms[k]}`);
-        assert.equal(result.elementsClipped.item(), clipped[k]);
+        assert.equal(result.elementsClipped!.item(), clipped[k]);
         assert.equal(result.gradNorm.item(), Math.fround(result.gradNorm.item())); // reported as the float32 value used
       });
       const p0 = td.flattenTree(params0);

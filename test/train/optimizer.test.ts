@@ -63,7 +63,7 @@ describe("optimizerStep: optax semantics", () => {
       ];
       gradSets.forEach(([gw, gb, gk], k) => {
         const grads = tree("float64", gw!, gb!, gk!);
-        const out = optimizerStep(params, grads, state, CONFIG);
+        const out = optimizerStep(params, grads, state, CONFIG, { countClipped: true });
         const lr = lrAt(k, CONFIG.lr);
         const ref = referenceStep(p, flat(grads), m, v, k + 1, lr, CONFIG);
         assert.equal(out.lr, lr);
@@ -87,7 +87,7 @@ describe("optimizerStep: optax semantics", () => {
         let params = tree(dtype, [0.5, -1.5, 2], [0, 0.1], [1, -2, 3, -4]);
         let state = initOptimizerState(params);
         for (let k = 0; k < 3; k++) {
-          const out = optimizerStep(params, tree(dtype, [...grads[0]], [...grads[1]], [...grads[2]]), state, CONFIG);
+          const out = optimizerStep(params, tree(dtype, [...grads[0]], [...grads[1]], [...grads[2]]), state, CONFIG, { countClipped: true });
           params = out.params;
           state = out.state;
         }
@@ -101,11 +101,12 @@ describe("optimizerStep: optax semantics", () => {
   test("the first update uses lr(0): with the tutorial's warm-up the params do not move, the moments do", () => {
     td.tidy(() => {
       const params = tree("float32", [0.5, -1.5, 2], [0, 0.1], [1, -2, 3, -4]);
-      const out = optimizerStep(params, tree("float32", [1, 2, 3], [4, 5], [6, 7, 8, 9]), initOptimizerState(params), TUTORIAL_OPTIMIZER);
+      const out = optimizerStep(params, tree("float32", [1, 2, 3], [4, 5], [6, 7, 8, 9]), initOptimizerState(params), TUTORIAL_OPTIMIZER, { countClipped: true });
       assert.equal(out.lr, 0);
       assert.deepEqual(flat(out.params), flat(params)); // bit-identical, as in JAX (weight decay too is * lr)
       assert.ok(flat(out.state.m).every((x) => x !== 0));
       const next = optimizerStep(out.params, tree("float32", [1, 2, 3], [4, 5], [6, 7, 8, 9]), out.state, TUTORIAL_OPTIMIZER);
+      assert.equal(next.elementsClipped, null, "the clipped count is computed only when asked for");
       assert.equal(next.lr, lrAt(1, TUTORIAL_OPTIMIZER.lr)); // 1e-7
       assert.ok(flat(next.params).some((x, i) => x !== flat(params)[i]));
     });
@@ -115,7 +116,7 @@ describe("optimizerStep: optax semantics", () => {
     td.tidy(() => {
       const params = tree("float64", [1], [1], [1, 1]);
       const grads = tree("float64", [0.1], [0.1], [0.1, 0.1]);
-      const out = optimizerStep(params, grads, initOptimizerState(params), TUTORIAL_OPTIMIZER, { lr: 0.5 });
+      const out = optimizerStep(params, grads, initOptimizerState(params), TUTORIAL_OPTIMIZER, { lr: 0.5, countClipped: true });
       assert.equal(out.lr, 0.5);
       // First Adam step: m_hat/sqrt(v_hat) = g/|g| = 1 (up to eps), plus weight decay 2e-5 * 1.
       assertClose(flat(out.params), [1, 1, 1, 1].map((x) => x - 0.5 * (0.1 / (0.1 + 1e-8) + 2e-5 * x)), 1e-15, "params");
@@ -129,12 +130,12 @@ describe("optimizerStep: clipping", () => {
       const params = tree("float64", [0, 0, 0], [0, 0], [0, 0, 0, 0]);
       const config = { ...CONFIG, globalNormClip: null };
       const g = [[5, -5, 0.1], [-0.3, 0.31], [-100, 0.2, 0, 1e-3]];
-      const out = optimizerStep(params, tree("float64", g[0]!, g[1]!, g[2]!), initOptimizerState(params), config);
+      const out = optimizerStep(params, tree("float64", g[0]!, g[1]!, g[2]!), initOptimizerState(params), config, { countClipped: true });
       // With no norm clip, m after one update is (1 - b1) * clip(g).
       const cClipped = flat(out.state.m).map((x) => x / (1 - config.b1));
       assert.ok(cClipped.every((x) => Math.abs(x) <= 0.3 + 1e-15));
       assertClose(cClipped, [0.3, -0.3, 0.1, -0.3, 0.3, -0.3, 0.2, 0, 1e-3], 1e-15, "clipped gradient");
-      assert.equal(out.elementsClipped.item(), 4); // 5, -5, 0.31, -100 (-0.3 itself is not above the bound)
+      assert.equal(out.elementsClipped!.item(), 4); // 5, -5, 0.31, -100 (-0.3 itself is not above the bound)
       // gradNorm is the norm AFTER the element-wise clip.
       const norm = Math.hypot(0.3, 0.3, 0.1, 0.3, 0.3, 0.3, 0.2, 0, 1e-3);
       assert.ok(Math.abs(out.gradNorm.item() - norm) < 1e-15);
@@ -146,7 +147,7 @@ describe("optimizerStep: clipping", () => {
     td.tidy(() => {
       const params = tree("float64", [0, 0, 0], [0, 0], [0, 0, 0, 0]);
       const firstMoment = (g: number[][], config: OptimizerConfig) => {
-        const out = optimizerStep(params, tree("float64", g[0]!, g[1]!, g[2]!), initOptimizerState(params), config);
+        const out = optimizerStep(params, tree("float64", g[0]!, g[1]!, g[2]!), initOptimizerState(params), config, { countClipped: true });
         return { c: flat(out.state.m).map((x) => x / (1 - config.b1)), out };
       };
       // Above: norm(clipped) = sqrt(9 * 0.09) = 0.9 -> scaled by 0.5/0.9.
@@ -172,13 +173,13 @@ describe("optimizerStep: clipping", () => {
       const params = tree("float32", [0, 0, 0], [0, 0], [0, 0, 0, 0]);
       // Without the element-wise clip: td.clip (maximum, then minimum) maps NaN to the lower bound.
       const config = { ...TUTORIAL_OPTIMIZER, elementwiseClip: null };
-      const out = optimizerStep(params, tree("float32", [NaN, 0.1, 0], [0, 0], [0, 0, 0, 0]), initOptimizerState(params), config);
+      const out = optimizerStep(params, tree("float32", [NaN, 0.1, 0], [0, 0], [0, 0, 0, 0]), initOptimizerState(params), config, { countClipped: true });
       assert.ok(Number.isNaN(out.gradNorm.item()));
       assert.ok(Number.isNaN(out.clipScale.item()));
       // (c / NaN) * 0.5 is NaN for every element, also the zero gradients of the other leaves.
       assert.ok(flat(out.state.m).every((x) => Number.isNaN(x)));
       // The statistics are scalar tensors in the params' dtype.
-      for (const t of [out.gradNorm, out.clipScale, out.elementsClipped]) {
+      for (const t of [out.gradNorm, out.clipScale, out.elementsClipped!]) {
         assert.deepEqual(t.shape, []);
         assert.equal(t.dtype, "float32");
       }
@@ -190,9 +191,9 @@ describe("optimizerStep: clipping", () => {
       const params = tree("float64", [0, 0, 0], [0, 0], [0, 0, 0, 0]);
       const config = { ...CONFIG, elementwiseClip: null, globalNormClip: null };
       const g = [[3, -4, 0], [0, 0], [0, 0, 0, 12]];
-      const out = optimizerStep(params, tree("float64", g[0]!, g[1]!, g[2]!), initOptimizerState(params), config);
+      const out = optimizerStep(params, tree("float64", g[0]!, g[1]!, g[2]!), initOptimizerState(params), config, { countClipped: true });
       assert.equal(out.gradNorm.item(), 13);
-      assert.equal(out.elementsClipped.item(), 0);
+      assert.equal(out.elementsClipped!.item(), 0);
       assertClose(flat(out.state.m), g.flat().map((x) => 0.1 * x), 1e-15, "m");
     });
   });
@@ -217,7 +218,7 @@ describe("optimizerStep: behaviour", () => {
     for (let k = 0; k < 600; k++) {
       const out = td.tidy(() => {
         const { value, grads } = td.valueAndGrad(loss)(params);
-        const step = optimizerStep(params, grads, state, config);
+        const step = optimizerStep(params, grads, state, config, { countClipped: true });
         return { loss: value.item(), params: step.params, state: step.state };
       });
       td.dispose([params, state]);
@@ -239,7 +240,7 @@ describe("optimizerStep: behaviour", () => {
       const grads = tree("float32", [1, 2, 3], [4, 5], [6, 7, 8, 9]);
       const state = initOptimizerState(params);
       const before = [flat(params), flat(grads), flat(state.m), flat(state.v)];
-      const out = optimizerStep(params, grads, state, TUTORIAL_OPTIMIZER); // lr 0: same values, new tensors
+      const out = optimizerStep(params, grads, state, TUTORIAL_OPTIMIZER, { countClipped: true }); // lr 0: same values, new tensors
       assert.deepEqual([flat(params), flat(grads), flat(state.m), flat(state.v)], before);
       assert.equal(state.step, 0);
       const inputs = new Set([...td.flattenTree(params).values(), ...td.flattenTree(grads).values(), ...optimizerStateTensors(state).values()]);
@@ -264,7 +265,7 @@ describe("optimizerStep: behaviour", () => {
     for (let k = 0; k < 1000; k++) {
       const out = td.tidy(() => {
         const { grads } = td.valueAndGrad(loss)(params);
-        const step = optimizerStep(params, grads, state, config);
+        const step = optimizerStep(params, grads, state, config, { countClipped: true });
         td.keep(step.params);
         td.keep(step.state);
         return { params: step.params, state: step.state }; // the statistics (scalar tensors) are freed here
@@ -290,7 +291,7 @@ describe("optimizer state: serialization", () => {
       const params = tree("float64", [0.5, -1.5, 2], [0, 0.1], [1, -2, 3, -4]);
       const g1 = tree("float64", [1, -2, 0.1], [0.2, 0.3], [-0.4, 0.5, 0.6, -0.7]);
       const g2 = tree("float64", [-0.2, 0.1, 0.1], [0.05, -0.3], [0.4, 0.5, -0.06, 0.07]);
-      const a = optimizerStep(params, g1, initOptimizerState(params), CONFIG);
+      const a = optimizerStep(params, g1, initOptimizerState(params), CONFIG, { countClipped: true });
       const tensors = optimizerStateTensors(a.state);
       assert.deepEqual([...tensors.keys()], ["m.layer.b", "m.layer.k", "m.w", "v.layer.b", "v.layer.k", "v.w"]);
       // As a checkpoint would: copy the values out (plain arrays + shapes + JSON step) and back in.
@@ -306,8 +307,8 @@ describe("optimizer state: serialization", () => {
       assert.equal(restored.step, 1);
       assert.deepEqual(flat(restored.m), flat(a.state.m));
       assert.deepEqual(flat(restored.v), flat(a.state.v));
-      const direct = optimizerStep(a.params, g2, a.state, CONFIG);
-      const resumed = optimizerStep(a.params, g2, restored, CONFIG);
+      const direct = optimizerStep(a.params, g2, a.state, CONFIG, { countClipped: true });
+      const resumed = optimizerStep(a.params, g2, restored, CONFIG, { countClipped: true });
       assert.deepEqual(flat(resumed.params), flat(direct.params));
       assert.deepEqual(flat(resumed.state.m), flat(direct.state.m));
       // And with the engine's own flatten/unflatten on m and v.
@@ -316,7 +317,7 @@ describe("optimizer state: serialization", () => {
         m: td.unflattenTree(td.flattenTree(a.state.m)) as Tree,
         v: td.unflattenTree(td.flattenTree(a.state.v)) as Tree,
       };
-      assert.deepEqual(flat(optimizerStep(a.params, g2, viaTree, CONFIG).params), flat(direct.params));
+      assert.deepEqual(flat(optimizerStep(a.params, g2, viaTree, CONFIG, { countClipped: true }).params), flat(direct.params));
     });
   });
 
@@ -338,12 +339,12 @@ describe("optimizer: errors", () => {
       const params = tree("float64", [1, 2, 3], [1, 2], [1, 2, 3, 4]);
       const state = initOptimizerState(params);
       const ok = tree("float64", [1, 2, 3], [1, 2], [1, 2, 3, 4]);
-      assert.throws(() => optimizerStep(params, { w: ok.w, layer: { b: ok.layer.b } }, state, CONFIG), /grads has 2 tensors/);
-      assert.throws(() => optimizerStep(params, { w: ok.w, layer: { b: ok.layer.b, q: ok.layer.k } }, state, CONFIG), /no tensor 'layer.k'/);
-      assert.throws(() => optimizerStep(params, tree("float64", [1, 2], [1, 2, 3], [1, 2, 3, 4]), state, CONFIG), /grads 'layer.b'/);
-      assert.throws(() => optimizerStep(params, tree("float32", [1, 2, 3], [1, 2], [1, 2, 3, 4]), state, CONFIG), /float32/);
-      assert.throws(() => optimizerStep(params, ok, { ...state, step: -1 }, CONFIG), /step/);
-      assert.throws(() => optimizerStep(params, ok, initOptimizerState(tree("float64", [1], [1, 2], [1, 2, 3, 4])), CONFIG), /state.m 'w'/);
+      assert.throws(() => optimizerStep(params, { w: ok.w, layer: { b: ok.layer.b } }, state, CONFIG, { countClipped: true }), /grads has 2 tensors/);
+      assert.throws(() => optimizerStep(params, { w: ok.w, layer: { b: ok.layer.b, q: ok.layer.k } }, state, CONFIG, { countClipped: true }), /no tensor 'layer.k'/);
+      assert.throws(() => optimizerStep(params, tree("float64", [1, 2], [1, 2, 3], [1, 2, 3, 4]), state, CONFIG, { countClipped: true }), /grads 'layer.b'/);
+      assert.throws(() => optimizerStep(params, tree("float32", [1, 2, 3], [1, 2], [1, 2, 3, 4]), state, CONFIG, { countClipped: true }), /float32/);
+      assert.throws(() => optimizerStep(params, ok, { ...state, step: -1 }, CONFIG, { countClipped: true }), /step/);
+      assert.throws(() => optimizerStep(params, ok, initOptimizerState(tree("float64", [1], [1, 2], [1, 2, 3, 4])), CONFIG, { countClipped: true }), /state.m 'w'/);
       assert.throws(() => optimizerStep(params, ok, state, CONFIG, { lr: NaN }), /learning rate/);
       assert.throws(() => optimizerStateFromTensors([["x.w", ok.w]], 0), /unexpected state tensor/);
       assert.throws(() => optimizerStateFromTensors([["m.w", ok.w], ["v.w", ok.w]], 0, params), /has 1 tensors/);

@@ -1,7 +1,8 @@
 // The reference backend: plain TypeScript over typed arrays. Every faster backend is tested against it.
-import type { Backend, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, TypedArray, UnaryOp } from "../../backend.ts";
+import type { AdamWArgs, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, TypedArray, UnaryOp } from "../../backend.ts";
 import { binary, cumulative, layerNorm, layerNormGradX, reduce, select, unary } from "./elementwise.ts";
 import { conv2d, conv2dKernelGrad, matmul } from "./matmul.ts";
+import { adamw } from "./optim.ts";
 import { copyBox, flipKernel, gather, maxPool2x2, scatterAdd, transpose, upsampleIndex } from "./layout.ts";
 
 export function allocTyped(dtype: DType, size: number): TypedArray {
@@ -83,6 +84,9 @@ export class CpuBackend implements Backend {
   }
   upsampleNearestGrad(g: TypedArray, shape: Shape, height: number, width: number, out: TypedArray): void {
     this.scatterAdd(g, upsampleIndex(shape, height, width), out);
+  }
+  adamw(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, norm: TypedArray, args: AdamWArgs, outP: TypedArray, outM: TypedArray, outV: TypedArray): void {
+    adamw(p, g, m, v, norm, args, outP, outM, outV);
   }
   cast(x: TypedArray, out: TypedArray): void {
     if (out instanceof Int32Array) for (let i = 0; i < out.length; i++) out[i] = Math.trunc(x[i]!);

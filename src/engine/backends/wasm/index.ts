@@ -6,7 +6,7 @@
 //   import { WasmBackend } from "./src/engine/backends/wasm/index.ts";
 //   const backend = await WasmBackend.create({ threads: 2 });   // or new WasmBackend() (Node)
 //   setBackend(backend); ...; backend.dispose();
-import type { BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, TypedArray, UnaryOp } from "../../backend.ts";
+import type { AdamWArgs, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, TypedArray, UnaryOp } from "../../backend.ts";
 import { allocTyped, CpuBackend } from "../cpu/index.ts";
 import { stridesOf } from "../cpu/elementwise.ts";
 import { WasmHeap, type HeapOptions } from "./heap.ts";
@@ -38,6 +38,9 @@ const KIND_BINARY = 2;
 const KIND_UNARY = 3;
 const KIND_LAYERNORM = 4;
 const KIND_LAYERNORM_GRAD = 5;
+const KIND_ADAMW = 6;
+/** Fused AdamW job fields: must match assembly/optim.ts (float32 constants from word CONST). */
+const ADAM = { P: 2, G: 3, M: 4, V: 5, OUT_P: 6, OUT_M: 7, OUT_V: 8, FLAGS: 9, TOTAL: 10, CHUNK: 11, CONST: 12 } as const;
 /** Layer-norm job fields (eps: a float64 at byte 40): must match assembly/elementwise.ts. */
 const LN = { X: 2, SCALE: 3, BIAS: 4, OUT: 5, ROWS: 6, COLS: 7, CHUNK: 8, G: 9, EPS_F64: 5 } as const;
 /** Elementwise job fields: must match assembly/elementwise.ts. */
@@ -114,6 +117,7 @@ export class WasmBackend extends CpuBackend {
   private readonly parallelMinElements: number;
   private readonly job: Int32Array;
   private readonly jobF64: Float64Array;
+  private readonly jobF32: Float32Array;
   private readonly jobOffset: number;
   private readonly zeroOffset: number;
   /** The math constants table of the elementwise kernels (assembly/math.ts). */
@@ -150,6 +154,7 @@ export class WasmBackend extends CpuBackend {
     this.jobOffset = this.mustAlloc(JOB_SLOTS * 4);
     this.job = this.heap.i32(this.jobOffset, JOB_SLOTS);
     this.jobF64 = new Float64Array(this.job.buffer, this.jobOffset, JOB_SLOTS / 2);
+    this.jobF32 = new Float32Array(this.job.buffer, this.jobOffset, JOB_SLOTS);
     this.zeroOffset = this.mustAlloc(256);
     this.heap.u8(this.zeroOffset, 256).fill(0);
     this.constantsOffset = this.mustAlloc(512);
@@ -400,6 +405,31 @@ export class WasmBackend extends CpuBackend {
     const j = this.job;
     j[E.OP] = code; j[E.A] = x.byteOffset; j[E.B] = this.constantsOffset; j[E.O] = out.byteOffset;
     this.launchElementwise(KIND_UNARY, n, UNARY_COST[op] ?? 1);
+  }
+
+  override adamw(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, norm: TypedArray, a: AdamWArgs, outP: TypedArray, outM: TypedArray, outV: TypedArray): void {
+    if (!(p instanceof Float32Array) || !this.inHeap(p, g, m, v, outP, outM, outV)) return super.adamw(p, g, m, v, norm, a, outP, outM, outV);
+    const n = p.length;
+    if (n === 0) return;
+    const j = this.job;
+    j[J_KIND] = KIND_ADAMW;
+    j[ADAM.P] = p.byteOffset; j[ADAM.G] = g.byteOffset; j[ADAM.M] = m.byteOffset; j[ADAM.V] = v.byteOffset;
+    j[ADAM.OUT_P] = outP.byteOffset; j[ADAM.OUT_M] = outM.byteOffset; j[ADAM.OUT_V] = outV.byteOffset;
+    const normValue = norm[0]!;
+    const maxNorm = Math.fround(a.maxNorm ?? 0);
+    const scale = a.maxNorm !== null && !(normValue < maxNorm); // a NaN norm scales, as the reference
+    j[ADAM.FLAGS] = (a.elementClip !== null ? 1 : 0) | (scale ? 2 : 0) | (a.weightDecay !== 0 ? 4 : 0);
+    // The float32 constants, computed in double and rounded as the reference's (Float32Array stores round).
+    const constants = [-(a.elementClip ?? 0), a.elementClip ?? 0, normValue, maxNorm, 1 - a.b1, a.b1, 1 - a.b2, a.b2, a.bc1, a.bc2, a.eps, a.weightDecay, a.lr];
+    this.jobF32.set(constants, ADAM.CONST);
+    j[ADAM.TOTAL] = n;
+    if (n < 4096 || !this.pool) {
+      j[ADAM.CHUNK] = n;
+      return this.exports.adamwRange(this.jobOffset, 0, n);
+    }
+    const threads = this.pool.available ? this.threads : 1;
+    j[ADAM.CHUNK] = threads > 1 ? Math.max(4096, roundUp(ceilDiv(n, threads * 4), 64)) : n;
+    this.launch(threads);
   }
 
   override layerNorm(x: TypedArray, rows: number, cols: number, scale: TypedArray, bias: TypedArray, eps: number, out: TypedArray): void {

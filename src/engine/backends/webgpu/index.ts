@@ -1,7 +1,7 @@
 // The WebGPU backend: the engine's Backend interface on GPU buffers. Each call only records a dispatch into
 // one command encoder; flush() (the end of a training or sampling step) submits it, and read() is the only
 // way values come back. float64 stays on the host backends: WGSL has no f64.
-import type { Backend, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
+import type { AdamWArgs, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
 import { describeAdapter, type GpuDeviceOptions } from "./device.ts";
 import { WebGpuKernels, type GpuArray, type KernelStats, type WebGpuKernelsOptions } from "./kernels.ts";
 
@@ -154,6 +154,10 @@ export class WebGpuBackend implements Backend {
   }
   upsampleNearestGrad(g: GpuArray, shape: Shape, height: number, width: number, out: GpuArray): void {
     this.kernels.upsampleNearestGrad(g, shape, height, width, out);
+    this.recorded();
+  }
+  adamw(p: GpuArray, g: GpuArray, m: GpuArray, v: GpuArray, norm: GpuArray, args: AdamWArgs, outP: GpuArray, outM: GpuArray, outV: GpuArray): void {
+    this.kernels.adamw(p, g, m, v, norm, args, outP, outM, outV);
     this.recorded();
   }
   cast(x: GpuArray, out: GpuArray): void {

@@ -9,13 +9,14 @@
 // - Buffers come from a pool by size class; released buffers are reused in stream order (see buffers.ts).
 // - Parameters go to a uniform arena, one 256-byte slot per dispatch, written once per submit.
 import { stridesOf } from "../cpu/elementwise.ts";
-import type { BinaryOp, ConvArgs, MatmulArgs, ReduceOp, Shape, UnaryOp } from "../../backend.ts";
+import type { AdamWArgs, BinaryOp, ConvArgs, MatmulArgs, ReduceOp, Shape, UnaryOp } from "../../backend.ts";
 import { BufferPool, MAP_MODE_READ, ParamArena, USAGE } from "./buffers.ts";
 import { createGpuDevice, type GpuAdapterSummary, type GpuContext, type GpuDeviceOptions } from "./device.ts";
 import { binarySource, selectSource, unarySource } from "./shaders/elementwise.ts";
 import { CONV2D, CONV2D_KERNEL_GRAD, MATMUL } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
 import { LAYER_NORM, LAYER_NORM_GRAD_X } from "./shaders/norm.ts";
+import { ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
 import { cumulativeSource, reduceSource } from "./shaders/reduce.ts";
 import { SCAN, SCATTER_COUNT, SCATTER_FILL, SCATTER_UNIQUE, scatterSumSource } from "./shaders/scatter.ts";
 
@@ -493,6 +494,23 @@ export class WebGpuKernels {
   // ---- products -----------------------------------------------------------------------------------
 
   /** How many K splits for a product with `tiles` 64x64 output tiles. */
+  /** The fused AdamW update (Backend.adamw): three dispatches (m, v, then p from the new moments). */
+  adamw(p: GpuArray, g: GpuArray, m: GpuArray, v: GpuArray, norm: GpuArray, a: AdamWArgs, outP: GpuArray, outM: GpuArray, outV: GpuArray, enc: Encoder = this.encoder()): void {
+    if (p.dtype !== "float32") throw new Error("webgpu adamw: float32 parameters only");
+    const n = p.length;
+    if (n === 0) return;
+    const clip = a.elementClip ?? 0;
+    const params = [
+      n, a.elementClip === null ? 0 : 1, f32Bits(-clip), f32Bits(clip), a.maxNorm === null ? 0 : 1, f32Bits(a.maxNorm ?? 0),
+      f32Bits(1 - a.b1), f32Bits(a.b1), f32Bits(1 - a.b2), f32Bits(a.b2), f32Bits(a.bc1), f32Bits(a.bc2),
+      f32Bits(a.eps), a.weightDecay === 0 ? 0 : 1, f32Bits(a.weightDecay), f32Bits(a.lr),
+    ];
+    const grid = this.grid(n);
+    this.run(enc, "adamwM", () => ADAMW_M, "main", params, [g.buffer, m.buffer, norm.buffer, outM.buffer], grid);
+    this.run(enc, "adamwV", () => ADAMW_V, "main", params, [g.buffer, v.buffer, norm.buffer, outV.buffer], grid);
+    this.run(enc, "adamwP", () => ADAMW_P, "main", params, [p.buffer, outM.buffer, outV.buffer, outP.buffer], grid);
+  }
+
   private splitsFor(tiles: number, k: number): number {
     if (tiles >= this.splitKMinWorkgroups) return 1;
     return Math.max(1, Math.min(64, Math.ceil((2 * this.splitKMinWorkgroups) / tiles), Math.floor(k / this.splitKMinLength)));

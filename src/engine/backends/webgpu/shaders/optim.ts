@@ -1,0 +1,73 @@
+// WGSL of the fused AdamW update (Backend.adamw) in three entry points, each with at most four storage
+// buffers (WebGPU's compatibility mode allows four per stage): the first moment, the second moment, then the
+// parameter from the new moments. Every float operation is the unfused op chain's, in its order.
+//
+// Parameters: P(0) = n, P(1) = element clip on (0/1), Pf(2) = -clip, Pf(3) = clip, P(4) = norm clip on,
+// Pf(5) = max norm, Pf(6) = 1 - b1, Pf(7) = b1, Pf(8) = 1 - b2, Pf(9) = b2, Pf(10) = bc1, Pf(11) = bc2,
+// Pf(12) = eps, P(13) = weight decay on, Pf(14) = weight decay, Pf(15) = lr.
+import { COMMON } from "./common.ts";
+
+const CLIPPED = /* wgsl */ `
+// The clipped gradient: the engine's maximum/minimum against constant bounds (NaN gives the bound), then the
+// global-norm scale unless norm < max norm (tested on the bits: a NaN norm scales, as jax.lax.select).
+fn clipped(g: f32) -> f32 {
+  var c = g;
+  if (P(1) == 1u) {
+    c = select(Pf(2), c, !isNanF32(c) && c >= Pf(2));
+    c = select(Pf(3), c, !isNanF32(c) && c <= Pf(3));
+  }
+  if (P(4) == 1u) {
+    let norm = NORM[0];
+    if (isNanF32(norm) || !(norm < Pf(5))) { c = (c / norm) * Pf(5); }
+  }
+  return c;
+}
+`;
+
+/** OUT = (1 - b1) c + b1 M. Bindings: G, M, NORM, OUT. */
+export const ADAMW_M = /* wgsl */ `${COMMON}
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read> M: array<f32>;
+@group(0) @binding(3) var<storage, read> NORM: array<f32>;
+@group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
+${CLIPPED}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = flatId(wid, nwg, lid);
+  if (i >= P(0)) { return; }
+  OUT[i] = Pf(6) * clipped(G[i]) + Pf(7) * M[i];
+}
+`;
+
+/** OUT = (1 - b2) c^2 + b2 V. Bindings: G, V, NORM, OUT. */
+export const ADAMW_V = /* wgsl */ `${COMMON}
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read> V: array<f32>;
+@group(0) @binding(3) var<storage, read> NORM: array<f32>;
+@group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
+${CLIPPED}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = flatId(wid, nwg, lid);
+  if (i >= P(0)) { return; }
+  let c = clipped(G[i]);
+  OUT[i] = Pf(8) * (c * c) + Pf(9) * V[i];
+}
+`;
+
+/** OUT = p - lr ((m/bc1) / (sqrt(v/bc2) + eps) + wd p). Bindings: PARAM, M (new), V (new), OUT. */
+export const ADAMW_P = /* wgsl */ `${COMMON}
+@group(0) @binding(1) var<storage, read> PARAM: array<f32>;
+@group(0) @binding(2) var<storage, read> M: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = flatId(wid, nwg, lid);
+  if (i >= P(0)) { return; }
+  let p = PARAM[i];
+  var update = (M[i] / Pf(10)) / (sqrt(V[i] / Pf(11)) + Pf(12));
+  if (P(13) == 1u) { update = update + Pf(14) * p; }
+  OUT[i] = p - Pf(15) * update;
+}
+`;

@@ -1,0 +1,27 @@
+// Fused optimizer updates: one kernel call per parameter tensor instead of a chain of ~20 elementwise ops.
+// On a GPU that is ~20x fewer dispatches for the optimizer; on the CPU the results are bit-identical to the
+// chain (see backends/cpu/optim.ts).
+import type { AdamWArgs } from "../backend.ts";
+import { emptyTensor, getBackend, shapeString, Tensor } from "../tensor.ts";
+
+export type { AdamWArgs } from "../backend.ts";
+
+/**
+ * One AdamW step of parameter p with gradient g and moments m, v (same shape and float dtype), given the
+ * global gradient norm as a one-element tensor: returns the new [p, m, v]. Not differentiable (no gradient
+ * is recorded): it is an update, run under noGrad by optimizers.
+ */
+export function adamwUpdate(p: Tensor, g: Tensor, m: Tensor, v: Tensor, gradNorm: Tensor, args: AdamWArgs): [Tensor, Tensor, Tensor] {
+  for (const [name, t] of [["g", g], ["m", m], ["v", v]] as const) {
+    if (t.dtype !== p.dtype || t.size !== p.size || t.rank !== p.rank || t.shape.some((d, i) => d !== p.shape[i])) {
+      throw new Error(`adamwUpdate: ${name} is ${shapeString(t.shape)} ${t.dtype}, the parameter ${shapeString(p.shape)} ${p.dtype}`);
+    }
+  }
+  if (p.dtype === "int32") throw new Error("adamwUpdate: parameters must be float32 or float64");
+  if (gradNorm.size !== 1 || gradNorm.dtype !== p.dtype) throw new Error(`adamwUpdate: gradNorm must be one ${p.dtype} value, got ${shapeString(gradNorm.shape)} ${gradNorm.dtype}`);
+  const outP = emptyTensor(p.shape, p.dtype, "adamwUpdate.p");
+  const outM = emptyTensor(p.shape, p.dtype, "adamwUpdate.m");
+  const outV = emptyTensor(p.shape, p.dtype, "adamwUpdate.v");
+  getBackend().adamw(p.storage, g.storage, m.storage, v.storage, gradNorm.storage, args, outP.storage, outM.storage, outV.storage);
+  return [outP, outM, outV];
+}

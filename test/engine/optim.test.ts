@@ -1,0 +1,60 @@
+// td.adamwUpdate (the fused AdamW step) against the chain of elementwise ops it replaces, written out below
+// exactly as src/train/optimizer.ts wrote it before the fusion: on the CPU backend the two must agree bit for
+// bit in float32 and float64, for every branch (element clip on/off, global-norm scaling on/off, a NaN norm,
+// weight decay zero or not). Tolerance: none (exact equality).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as td from "../../src/engine/index.ts";
+
+function chain(p: td.Tensor, g: td.Tensor, m0: td.Tensor, v0: td.Tensor, norm: td.Tensor, a: td.AdamWArgs): td.Tensor[] {
+  let c = a.elementClip === null ? g : td.clip(g, -a.elementClip, a.elementClip);
+  if (a.maxNorm !== null) c = td.where(td.less(norm, a.maxNorm), c, td.mul(td.div(c, norm), a.maxNorm));
+  const m = td.add(td.mul(1 - a.b1, c), td.mul(a.b1, m0));
+  const v = td.add(td.mul(1 - a.b2, td.square(c)), td.mul(a.b2, v0));
+  const direction = td.div(td.div(m, a.bc1), td.add(td.sqrt(td.div(v, a.bc2)), a.eps));
+  const update = a.weightDecay === 0 ? direction : td.add(direction, td.mul(a.weightDecay, p));
+  return [td.sub(p, td.mul(a.lr, update)), m, v];
+}
+
+const BASE: td.AdamWArgs = { elementClip: 0.3, maxNorm: 0.5, b1: 0.9, b2: 0.999, bc1: 0.19, bc2: 0.001999, eps: 1e-8, weightDecay: 2e-5, lr: 3e-4 };
+
+for (const dtype of ["float32", "float64"] as const) {
+  test(`adamwUpdate equals the elementwise chain exactly (${dtype})`, () => {
+    const k = td.random.split(td.random.key(5), 4);
+    const shape = [7, 13];
+    const p = td.random.normal(k[0]!, shape, dtype);
+    const g = td.mul(td.random.normal(k[1]!, shape, dtype), 0.5); // some beyond the 0.3 clip
+    const m = td.mul(td.random.normal(k[2]!, shape, dtype), 0.1);
+    const v = td.square(td.mul(td.random.normal(k[3]!, shape, dtype), 0.1));
+    const cases: [string, Partial<td.AdamWArgs>, number][] = [
+      ["both clips, norm below the limit", {}, 0.25],
+      ["both clips, norm scales", {}, 1.7],
+      ["a NaN norm scales", {}, NaN],
+      ["no clips", { elementClip: null, maxNorm: null }, 3],
+      ["no weight decay", { weightDecay: 0 }, 0.9],
+    ];
+    for (const [what, change, normValue] of cases) {
+      const args = { ...BASE, ...change };
+      const norm = td.scalar(normValue, dtype);
+      const fused = td.adamwUpdate(p, g, m, v, norm, args);
+      const unfused = chain(p, g, m, v, norm, args);
+      ["p", "m", "v"].forEach((name, i) => {
+        const a = fused[i]!.toArray(), b = unfused[i]!.toArray();
+        assert.deepEqual(a, b, `${what}: ${name}`);
+      });
+    }
+  });
+}
+
+test("adamwUpdate: a NaN gradient element becomes the clip bound, as td.clip does", () => {
+  const one = td.tensor([1]);
+  const [p, m] = td.adamwUpdate(one, td.tensor([NaN]), td.tensor([0]), td.tensor([0]), td.scalar(0.1), { ...BASE, maxNorm: null });
+  assert.ok(Number.isFinite(p.item()) && Math.abs(m.item() - Math.fround(Math.fround(0.1) * Math.fround(-0.3))) < 1e-9);
+});
+
+test("adamwUpdate: mismatched shapes, dtypes and a bad norm are refused with the names", () => {
+  const p = td.zeros([2, 3]);
+  assert.throws(() => td.adamwUpdate(p, td.zeros([3, 2]), p, p, td.scalar(1), BASE), /adamwUpdate: g is \[3,2\] float32, the parameter \[2,3\] float32/);
+  assert.throws(() => td.adamwUpdate(p, p, td.zeros([2, 3], "float64"), p, td.scalar(1), BASE), /m is \[2,3\] float64/);
+  assert.throws(() => td.adamwUpdate(p, p, p, p, td.zeros([2]), BASE), /gradNorm must be one float32 value, got \[2\]/);
+});
