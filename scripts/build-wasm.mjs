@@ -130,9 +130,9 @@ const BINARY = [
   ["sub", "f32x4.sub(va, vb)", "sa - sb"],
   ["mul", "f32x4.mul(va, vb)", "sa * sb"],
   ["div", "f32x4.div(va, vb)", "sa / sb"],
-  // The reference's maximum/minimum: b when b is NaN or when the comparison fails.
-  ["maximum", "v128.bitselect(va, vb, f32x4.ge(va, vb))", "sa >= sb ? sa : sb"],
-  ["minimum", "v128.bitselect(va, vb, f32x4.le(va, vb))", "sa <= sb ? sa : sb"],
+  // The reference's maximum/minimum: NaN when either is NaN (a when a is NaN, else b), as jnp.maximum.
+  ["maximum", "v128.bitselect(va, vb, v128.and(v128.or(f32x4.ge(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb)))", "(sa >= sb || sa != sa) && sb == sb ? sa : sb"],
+  ["minimum", "v128.bitselect(va, vb, v128.and(v128.or(f32x4.le(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb)))", "(sa <= sb || sa != sa) && sb == sb ? sa : sb"],
   ["less", "v128.and(f32x4.lt(va, vb), ONE)", "<f32>(sa < sb ? 1 : 0)"],
   ["lessEqual", "v128.and(f32x4.le(va, vb), ONE)", "<f32>(sa <= sb ? 1 : 0)"],
   ["greater", "v128.and(f32x4.gt(va, vb), ONE)", "<f32>(sa > sb ? 1 : 0)"],

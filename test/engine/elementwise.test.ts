@@ -143,6 +143,22 @@ describe("binary ops with broadcasting", () => {
     });
   });
 
+  test("maximum/minimum/clip propagate a NaN from either operand, as jnp.maximum and jnp.clip", () => {
+    td.tidy(() => {
+      for (const dtype of ["float32", "float64"] as const) {
+        const a = td.tensor([NaN, 1, NaN, 3], [4], dtype);
+        const b = td.tensor([2, NaN, NaN, -1], [4], dtype);
+        for (const op of [td.maximum, td.minimum]) {
+          const out = op(a, b).toArray();
+          assert.ok(out.slice(0, 3).every(Number.isNaN), `${op.name} ${dtype}: ${out}`);
+          assert.equal(out[3], op === td.maximum ? 3 : -1);
+        }
+        assert.ok(Number.isNaN(td.clip(a, -1, 1).toArray()[0]!));
+        assert.deepEqual(td.clip(td.tensor([5, -5], [2], dtype), -1, 1).toArray(), [1, -1]);
+      }
+    });
+  });
+
   test("same tensor on both sides accumulates both gradients", () => {
     // d/dx (x*x + x - x/x) = 2x + 1; gradcheck covers second order.
     gradcheck((x) => td.sub(td.add(td.mul(x, x), x), td.div(x, x)), [awayFromZero(33, [3], 0.5)], { name: "x*x + x - x/x" });

@@ -70,8 +70,9 @@ const BINARY: Record<BinaryOp, (a: number, b: number) => number> = {
   mul: (a, b) => a * b,
   div: (a, b) => a / b,
   pow: Math.pow,
-  maximum: (a, b) => (a >= b || b !== b ? (b !== b ? b : a) : b),
-  minimum: (a, b) => (a <= b || b !== b ? (b !== b ? b : a) : b),
+  // NaN in either operand gives NaN, as numpy/jnp.maximum (a when a is NaN, else b).
+  maximum: (a, b) => ((a >= b || a !== a) && b === b ? a : b),
+  minimum: (a, b) => ((a <= b || a !== a) && b === b ? a : b),
   less: (a, b) => (a < b ? 1 : 0),
   lessEqual: (a, b) => (a <= b ? 1 : 0),
   greater: (a, b) => (a > b ? 1 : 0),

@@ -19,10 +19,10 @@ function adamwF32(p: Float32Array, g: Float32Array, m: Float32Array, v: Float32A
   const bc1 = f(a.bc1), bc2 = f(a.bc2), eps = f(a.eps), wd = f(a.weightDecay), lr = f(a.lr), decay = a.weightDecay !== 0;
   for (let i = 0; i < p.length; i++) {
     let c = g[i]!;
-    // The engine's maximum/minimum with a constant bound: a NaN input gives the bound.
+    // The engine's maximum/minimum with a constant bound: a NaN stays NaN, as jnp.clip.
     if (clip) {
-      c = c >= lo ? c : lo;
-      c = c <= hi ? c : hi;
+      c = c >= lo || c !== c ? c : lo;
+      c = c <= hi || c !== c ? c : hi;
     }
     if (scaleByNorm) c = f(f(c / norm) * maxNorm);
     const mi = f(f(oneMinusB1 * c) + f(b1 * m[i]!));
@@ -44,8 +44,8 @@ function adamwF64(p: Float64Array, g: Float64Array, m: Float64Array, v: Float64A
   for (let i = 0; i < p.length; i++) {
     let c = g[i]!;
     if (clip) {
-      c = c >= lo ? c : lo;
-      c = c <= hi ? c : hi;
+      c = c >= lo || c !== c ? c : lo;
+      c = c <= hi || c !== c ? c : hi;
     }
     if (scaleByNorm) c = (c / norm) * maxNorm;
     const mi = oneMinusB1 * c + b1 * m[i]!;

@@ -334,16 +334,16 @@ function bin_maximum(a: usize, b: usize, o: usize, rows: i32, inner: i32, aos: i
       let i = 0;
       for (; i + 8 <= inner; i += 8) {
         const off = <usize>i << 2;
-        { const va = v128.load(a + off); const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, f32x4.ge(va, vb))); }
-        { const va = v128.load(a + off, 16); const vb = v128.load(b + off, 16); v128.store(o + off, v128.bitselect(va, vb, f32x4.ge(va, vb)), 16); }
+        { const va = v128.load(a + off); const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.ge(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb)))); }
+        { const va = v128.load(a + off, 16); const vb = v128.load(b + off, 16); v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.ge(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))), 16); }
       }
       for (; i + 4 <= inner; i += 4) {
         const off = <usize>i << 2;
-        const va = v128.load(a + off); const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, f32x4.ge(va, vb)));
+        const va = v128.load(a + off); const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.ge(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))));
       }
       for (; i < inner; i++) {
         const off = <usize>i << 2;
-        const sa: f32 = load<f32>(a + off); const sb: f32 = load<f32>(b + off); store<f32>(o + off, sa >= sb ? sa : sb);
+        const sa: f32 = load<f32>(a + off); const sb: f32 = load<f32>(b + off); store<f32>(o + off, (sa >= sb || sa != sa) && sb == sb ? sa : sb);
       }
       a += ras; b += rbs; o += ros;
     }
@@ -353,16 +353,16 @@ function bin_maximum(a: usize, b: usize, o: usize, rows: i32, inner: i32, aos: i
       let i = 0;
       for (; i + 8 <= inner; i += 8) {
         const off = <usize>i << 2;
-        { const va = v128.load(a + off); const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, f32x4.ge(va, vb))); }
-        { const va = v128.load(a + off, 16); const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, f32x4.ge(va, vb)), 16); }
+        { const va = v128.load(a + off); const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.ge(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb)))); }
+        { const va = v128.load(a + off, 16); const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.ge(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))), 16); }
       }
       for (; i + 4 <= inner; i += 4) {
         const off = <usize>i << 2;
-        const va = v128.load(a + off); const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, f32x4.ge(va, vb)));
+        const va = v128.load(a + off); const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.ge(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))));
       }
       for (; i < inner; i++) {
         const off = <usize>i << 2;
-        const sa: f32 = load<f32>(a + off); const sb: f32 = sbs; store<f32>(o + off, sa >= sb ? sa : sb);
+        const sa: f32 = load<f32>(a + off); const sb: f32 = sbs; store<f32>(o + off, (sa >= sb || sa != sa) && sb == sb ? sa : sb);
       }
       a += ras; b += rbs; o += ros;
     }
@@ -372,16 +372,16 @@ function bin_maximum(a: usize, b: usize, o: usize, rows: i32, inner: i32, aos: i
       let i = 0;
       for (; i + 8 <= inner; i += 8) {
         const off = <usize>i << 2;
-        { const va = vas; const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, f32x4.ge(va, vb))); }
-        { const va = vas; const vb = v128.load(b + off, 16); v128.store(o + off, v128.bitselect(va, vb, f32x4.ge(va, vb)), 16); }
+        { const va = vas; const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.ge(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb)))); }
+        { const va = vas; const vb = v128.load(b + off, 16); v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.ge(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))), 16); }
       }
       for (; i + 4 <= inner; i += 4) {
         const off = <usize>i << 2;
-        const va = vas; const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, f32x4.ge(va, vb)));
+        const va = vas; const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.ge(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))));
       }
       for (; i < inner; i++) {
         const off = <usize>i << 2;
-        const sa: f32 = sas; const sb: f32 = load<f32>(b + off); store<f32>(o + off, sa >= sb ? sa : sb);
+        const sa: f32 = sas; const sb: f32 = load<f32>(b + off); store<f32>(o + off, (sa >= sb || sa != sa) && sb == sb ? sa : sb);
       }
       a += ras; b += rbs; o += ros;
     }
@@ -391,16 +391,16 @@ function bin_maximum(a: usize, b: usize, o: usize, rows: i32, inner: i32, aos: i
       let i = 0;
       for (; i + 8 <= inner; i += 8) {
         const off = <usize>i << 2;
-        { const va = vas; const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, f32x4.ge(va, vb))); }
-        { const va = vas; const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, f32x4.ge(va, vb)), 16); }
+        { const va = vas; const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.ge(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb)))); }
+        { const va = vas; const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.ge(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))), 16); }
       }
       for (; i + 4 <= inner; i += 4) {
         const off = <usize>i << 2;
-        const va = vas; const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, f32x4.ge(va, vb)));
+        const va = vas; const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.ge(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))));
       }
       for (; i < inner; i++) {
         const off = <usize>i << 2;
-        const sa: f32 = sa0; const sb: f32 = sb0; store<f32>(o + off, sa >= sb ? sa : sb);
+        const sa: f32 = sa0; const sb: f32 = sb0; store<f32>(o + off, (sa >= sb || sa != sa) && sb == sb ? sa : sb);
       }
       a += ras; b += rbs; o += ros;
     }
@@ -415,16 +415,16 @@ function bin_minimum(a: usize, b: usize, o: usize, rows: i32, inner: i32, aos: i
       let i = 0;
       for (; i + 8 <= inner; i += 8) {
         const off = <usize>i << 2;
-        { const va = v128.load(a + off); const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, f32x4.le(va, vb))); }
-        { const va = v128.load(a + off, 16); const vb = v128.load(b + off, 16); v128.store(o + off, v128.bitselect(va, vb, f32x4.le(va, vb)), 16); }
+        { const va = v128.load(a + off); const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.le(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb)))); }
+        { const va = v128.load(a + off, 16); const vb = v128.load(b + off, 16); v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.le(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))), 16); }
       }
       for (; i + 4 <= inner; i += 4) {
         const off = <usize>i << 2;
-        const va = v128.load(a + off); const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, f32x4.le(va, vb)));
+        const va = v128.load(a + off); const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.le(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))));
       }
       for (; i < inner; i++) {
         const off = <usize>i << 2;
-        const sa: f32 = load<f32>(a + off); const sb: f32 = load<f32>(b + off); store<f32>(o + off, sa <= sb ? sa : sb);
+        const sa: f32 = load<f32>(a + off); const sb: f32 = load<f32>(b + off); store<f32>(o + off, (sa <= sb || sa != sa) && sb == sb ? sa : sb);
       }
       a += ras; b += rbs; o += ros;
     }
@@ -434,16 +434,16 @@ function bin_minimum(a: usize, b: usize, o: usize, rows: i32, inner: i32, aos: i
       let i = 0;
       for (; i + 8 <= inner; i += 8) {
         const off = <usize>i << 2;
-        { const va = v128.load(a + off); const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, f32x4.le(va, vb))); }
-        { const va = v128.load(a + off, 16); const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, f32x4.le(va, vb)), 16); }
+        { const va = v128.load(a + off); const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.le(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb)))); }
+        { const va = v128.load(a + off, 16); const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.le(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))), 16); }
       }
       for (; i + 4 <= inner; i += 4) {
         const off = <usize>i << 2;
-        const va = v128.load(a + off); const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, f32x4.le(va, vb)));
+        const va = v128.load(a + off); const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.le(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))));
       }
       for (; i < inner; i++) {
         const off = <usize>i << 2;
-        const sa: f32 = load<f32>(a + off); const sb: f32 = sbs; store<f32>(o + off, sa <= sb ? sa : sb);
+        const sa: f32 = load<f32>(a + off); const sb: f32 = sbs; store<f32>(o + off, (sa <= sb || sa != sa) && sb == sb ? sa : sb);
       }
       a += ras; b += rbs; o += ros;
     }
@@ -453,16 +453,16 @@ function bin_minimum(a: usize, b: usize, o: usize, rows: i32, inner: i32, aos: i
       let i = 0;
       for (; i + 8 <= inner; i += 8) {
         const off = <usize>i << 2;
-        { const va = vas; const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, f32x4.le(va, vb))); }
-        { const va = vas; const vb = v128.load(b + off, 16); v128.store(o + off, v128.bitselect(va, vb, f32x4.le(va, vb)), 16); }
+        { const va = vas; const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.le(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb)))); }
+        { const va = vas; const vb = v128.load(b + off, 16); v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.le(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))), 16); }
       }
       for (; i + 4 <= inner; i += 4) {
         const off = <usize>i << 2;
-        const va = vas; const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, f32x4.le(va, vb)));
+        const va = vas; const vb = v128.load(b + off); v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.le(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))));
       }
       for (; i < inner; i++) {
         const off = <usize>i << 2;
-        const sa: f32 = sas; const sb: f32 = load<f32>(b + off); store<f32>(o + off, sa <= sb ? sa : sb);
+        const sa: f32 = sas; const sb: f32 = load<f32>(b + off); store<f32>(o + off, (sa <= sb || sa != sa) && sb == sb ? sa : sb);
       }
       a += ras; b += rbs; o += ros;
     }
@@ -472,16 +472,16 @@ function bin_minimum(a: usize, b: usize, o: usize, rows: i32, inner: i32, aos: i
       let i = 0;
       for (; i + 8 <= inner; i += 8) {
         const off = <usize>i << 2;
-        { const va = vas; const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, f32x4.le(va, vb))); }
-        { const va = vas; const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, f32x4.le(va, vb)), 16); }
+        { const va = vas; const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.le(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb)))); }
+        { const va = vas; const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.le(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))), 16); }
       }
       for (; i + 4 <= inner; i += 4) {
         const off = <usize>i << 2;
-        const va = vas; const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, f32x4.le(va, vb)));
+        const va = vas; const vb = vbs; v128.store(o + off, v128.bitselect(va, vb, v128.and(v128.or(f32x4.le(va, vb), f32x4.ne(va, va)), f32x4.eq(vb, vb))));
       }
       for (; i < inner; i++) {
         const off = <usize>i << 2;
-        const sa: f32 = sa0; const sb: f32 = sb0; store<f32>(o + off, sa <= sb ? sa : sb);
+        const sa: f32 = sa0; const sb: f32 = sb0; store<f32>(o + off, (sa <= sb || sa != sa) && sb == sb ? sa : sb);
       }
       a += ras; b += rbs; o += ros;
     }

@@ -32,8 +32,9 @@ export function adamwRange(job: usize, e0: i32, e1: i32): void {
     const off = <usize>i << 2;
     let c = v128.load(g + off);
     if (clip) {
-      c = v128.bitselect(c, lo4, f32x4.ge(c, lo4)); // NaN -> lo, as the reference
-      c = v128.bitselect(c, hi4, f32x4.le(c, hi4));
+      const nan = f32x4.ne(c, c); // a NaN stays NaN, as the reference (jnp.clip)
+      c = v128.bitselect(c, lo4, v128.or(f32x4.ge(c, lo4), nan));
+      c = v128.bitselect(c, hi4, v128.or(f32x4.le(c, hi4), nan));
     }
     if (scale) c = f32x4.mul(f32x4.div(c, norm4), maxNorm4);
     const pi = v128.load(p + off);
@@ -49,8 +50,8 @@ export function adamwRange(job: usize, e0: i32, e1: i32): void {
     const off = <usize>i << 2;
     let c = load<f32>(g + off);
     if (clip) {
-      c = c >= lo ? c : lo;
-      c = c <= hi ? c : hi;
+      c = c >= lo || c != c ? c : lo;
+      c = c <= hi || c != c ? c : hi;
     }
     if (scale) c = (c / norm) * maxNorm;
     const pi = load<f32>(p + off);

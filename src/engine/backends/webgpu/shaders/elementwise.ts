@@ -157,8 +157,8 @@ fn pow_(a: i32, b: i32) -> i32 {
 };
 
 /**
- * Each binary op as a WGSL expression in a, b (type T). As the reference: maximum/minimum give b when
- * either is NaN, comparisons with NaN give 0 (NaN is tested on the bits, see common.ts).
+ * Each binary op as a WGSL expression in a, b (type T). As the reference: maximum/minimum give NaN when
+ * either is NaN (a when a is, else b), comparisons with NaN give 0 (NaN is tested on the bits, see common.ts).
  */
 export const BINARY_EXPR: Record<BinaryOp, string> = {
   add: "a + b",
@@ -166,8 +166,8 @@ export const BINARY_EXPR: Record<BinaryOp, string> = {
   mul: "a * b",
   div: "div_(a, b)",
   pow: "pow_(a, b)",
-  maximum: "select(b, a, ordered(a, b) && a >= b)",
-  minimum: "select(b, a, ordered(a, b) && a <= b)",
+  maximum: "select(b, a, !isNan(b) && (isNan(a) || a >= b))",
+  minimum: "select(b, a, !isNan(b) && (isNan(a) || a <= b))",
   less: "select(T(0), T(1), ordered(a, b) && a < b)",
   lessEqual: "select(T(0), T(1), ordered(a, b) && a <= b)",
   greater: "select(T(0), T(1), ordered(a, b) && a > b)",

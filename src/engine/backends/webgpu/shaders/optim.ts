@@ -8,13 +8,13 @@
 import { COMMON } from "./common.ts";
 
 const CLIPPED = /* wgsl */ `
-// The clipped gradient: the engine's maximum/minimum against constant bounds (NaN gives the bound), then the
+// The clipped gradient: the engine's maximum/minimum against constant bounds (a NaN stays NaN), then the
 // global-norm scale unless norm < max norm (tested on the bits: a NaN norm scales, as jax.lax.select).
 fn clipped(g: f32) -> f32 {
   var c = g;
   if (P(1) == 1u) {
-    c = select(Pf(2), c, !isNanF32(c) && c >= Pf(2));
-    c = select(Pf(3), c, !isNanF32(c) && c <= Pf(3));
+    c = select(Pf(2), c, isNanF32(c) || c >= Pf(2));
+    c = select(Pf(3), c, isNanF32(c) || c <= Pf(3));
   }
   if (P(4) == 1u) {
     let norm = NORM[0];
