@@ -111,3 +111,34 @@ test("GPU validation errors surface as exceptions (an output aliasing its input)
   k.unary("exp", x, out);
   assertSame(await k.download(out), new Float32Array(64).fill(1), "exp(0) after the error");
 });
+
+test("bind groups are reused when a step repeats on the same buffers, and rebuilt after trim() destroys buffers", async () => {
+  const k = await kernels({ splitKMinWorkgroups: 3 }); // its own kernels (own cache) on the shared device
+  const rand = rng(31);
+  const xs = randomF32(1000, rand), ys = randomF32(1000, rand);
+  const expected = new Float32Array(1000);
+  const scale = new Float32Array(1000); // tanh(x) + y may cancel: errors relative to (|tanh x| + |y|) |y|
+  for (let i = 0; i < 1000; i++) {
+    expected[i] = Math.fround(Math.fround(Math.tanh(xs[i]!) + ys[i]!) * ys[i]!);
+    scale[i] = (Math.abs(Math.tanh(xs[i]!)) + Math.abs(ys[i]!)) * Math.abs(ys[i]!);
+  }
+  const step = async (): Promise<Float32Array> => {
+    const x = k.upload(xs), y = k.upload(ys);
+    const t = k.alloc("float32", 1000), s = k.alloc("float32", 1000), out = k.alloc("float32", 1000);
+    k.unary("tanh", x, t);
+    k.binary("add", t, [1000], y, [1000], s, [1000]);
+    k.binary("mul", s, [1000], y, [1000], out, [1000]);
+    const values = (await k.download(out)) as Float32Array;
+    for (const a of [x, y, t, s, out]) k.release(a);
+    return values;
+  };
+  assertClose(await step(), expected, 8 * EPS, scale, "first step"); // tanh within a few ulp
+  // The pool's free lists settle into a cycle within a few steps (uploads take only settled buffers).
+  for (let i = 0; i < 4; i++) await step();
+  const created = k.stats().bindGroupsCreated;
+  for (let i = 0; i < 3; i++) assertSame(await step(), await step(), "repeated steps");
+  assert.equal(k.stats().bindGroupsCreated, created, "the repeated steps created no bind group");
+  k.trim(); // destroys the free buffers the cached bind groups refer to
+  assertClose(await step(), expected, 8 * EPS, scale, "after trim");
+  assert.ok(k.stats().bindGroupsCreated > created, "bind groups were rebuilt on new buffers");
+});

@@ -1,0 +1,74 @@
+// The host side of the WebGPU backend: GPU dispatches per training step and per sampler step, bind groups
+// created (the rest come from the cache), and the host time spent recording them. On a real GPU the step
+// time cannot drop below the recording time, so this is the figure to watch on any adapter (a software
+// adapter included: recording does not depend on it).
+//   TINY_DIFFUSION_WEBGPU=vulkan node --import tsx bench/webgpu-host.ts        (FEATURES=16|64, default 64)
+import * as td from "../src/engine/index.ts";
+import { WebGpuBackend } from "../src/engine/backends/webgpu/index.ts";
+import { initUNet, unetForward, type UNetParams } from "../src/nn/unet.ts";
+import { makeSchedule, TUTORIAL_TRAIN_SCHEDULE } from "../src/diffusion/schedules.ts";
+import { DDPM_SAMPLER } from "../src/diffusion/samplers.ts";
+import { sample } from "../src/diffusion/sample.ts";
+import { diffusionLoss } from "../src/train/loss.ts";
+import { initOptimizerState, optimizerStep, TUTORIAL_OPTIMIZER } from "../src/train/optimizer.ts";
+
+const gpu = await WebGpuBackend.create();
+td.setBackend(gpu);
+console.log(`adapter: ${gpu.describe()}`);
+const features = Number(process.env.FEATURES ?? 64);
+const BATCH = 172;
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+// Training: record a step (nothing runs until the flush), then wait for it, so recording is timed alone.
+const schedule = makeSchedule(TUTORIAL_TRAIN_SCHEDULE);
+let params: UNetParams = td.keep(initUNet({ inChannels: 1, outChannels: 1, features, timeEmbDim: 128 }, td.random.key(1)));
+let state = td.keep(initOptimizerState(params));
+const images = td.keep(td.random.uniform(td.random.key(2), [BATCH, 8, 8, 1]));
+const record: number[] = [];
+let dispatches = 0, created = 0;
+for (let i = 0; i < 5; i++) {
+  const before = gpu.stats();
+  const started = performance.now();
+  const next = td.tidy(() => {
+    const noise = td.random.normal(td.random.key(10 + i), [BATCH, 8, 8, 1]);
+    const t = td.random.choice(td.random.key(100 + i), 1000, BATCH);
+    const { value, grads } = td.tidy(() => td.valueAndGrad((p: UNetParams) => diffusionLoss((q, x, tt) => unetForward(q, x, tt), p, {
+      images, t, noise, sqrtAlphaCumulative: schedule.sqrtAlphaCumulative, sqrtOneMinusAlphaCumulative: schedule.sqrtOneMinusAlphaCumulative,
+    }, { penaltyWeight: 0.02 }).total)(params));
+    const update = optimizerStep(params, grads, state, TUTORIAL_OPTIMIZER);
+    return { params: update.params, state: update.state, loss: value };
+  });
+  const recorded = performance.now();
+  td.dispose([params, state]);
+  params = td.keep(next.params);
+  state = td.keep(next.state);
+  gpu.flush();
+  await next.loss.read();
+  next.loss.dispose();
+  const after = gpu.stats();
+  if (i > 0) record.push(recorded - started);
+  dispatches = after.dispatches - before.dispatches;
+  created = after.bindGroupsCreated - before.bindGroupsCreated;
+}
+console.log(`training step, features ${features}, batch ${BATCH}, penalty on: ${dispatches} dispatches, ${created} bind groups created, recorded in ${median(record).toFixed(1)} ms (median of 4)`);
+td.dispose([params, state, images]);
+
+// Sampling: the host time per sampler step between onStep calls (the GPU runs the previous step meanwhile).
+const model = td.keep(initUNet({ inChannels: 1, outChannels: 1, features, timeEmbDim: 128 }, td.random.key(1)));
+const perStep: number[] = [];
+let last = performance.now(), lastStats = gpu.stats(), stepDispatches = 0, stepCreated = 0;
+const x = sample({
+  model: (xt, t) => unetForward(model, xt, t), schedule: makeSchedule({ ...TUTORIAL_TRAIN_SCHEDULE, numSteps: 12 }), sampler: DDPM_SAMPLER,
+  shape: [100, 8, 8, 1], key: td.random.key(9),
+  onStep: () => {
+    const now = performance.now(), s = gpu.stats();
+    perStep.push(now - last);
+    stepDispatches = s.dispatches - lastStats.dispatches;
+    stepCreated = s.bindGroupsCreated - lastStats.bindGroupsCreated;
+    last = now;
+    lastStats = s;
+  },
+});
+await x.read();
+console.log(`sampler step, features ${features}, 100 images: ${stepDispatches} dispatches, ${stepCreated} bind groups created, ${median(perStep.slice(4)).toFixed(1)} ms host per step (median of the last 8 of 12)`);
+gpu.dispose();
