@@ -2,7 +2,7 @@
 // created (the rest come from the cache), and the host time spent recording them. On a real GPU the step
 // time cannot drop below the recording time, so this is the figure to watch on any adapter (a software
 // adapter included: recording does not depend on it).
-//   TINY_DIFFUSION_WEBGPU=vulkan node --import tsx bench/webgpu-host.ts        (FEATURES=16|64, default 64)
+//   TINY_DIFFUSION_WEBGPU=vulkan node --import tsx bench/webgpu-host.ts   (FEATURES=16|64, default 64; STEPS=8)
 import * as td from "../src/engine/index.ts";
 import { WebGpuBackend } from "../src/engine/backends/webgpu/index.ts";
 import { initUNet, unetForward, type UNetParams } from "../src/nn/unet.ts";
@@ -17,6 +17,7 @@ td.setBackend(gpu);
 console.log(`adapter: ${gpu.describe()}`);
 const features = Number(process.env.FEATURES ?? 64);
 const BATCH = 172;
+const STEPS = Number(process.env.STEPS ?? 8);
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 // Training: record a step (nothing runs until the flush), then wait for it, so recording is timed alone.
@@ -26,7 +27,7 @@ let state = td.keep(initOptimizerState(params));
 const images = td.keep(td.random.uniform(td.random.key(2), [BATCH, 8, 8, 1]));
 const record: number[] = [];
 let dispatches = 0, created = 0;
-for (let i = 0; i < 5; i++) {
+for (let i = 0; i < STEPS; i++) {
   const before = gpu.stats();
   const started = performance.now();
   const next = td.tidy(() => {
@@ -50,7 +51,7 @@ for (let i = 0; i < 5; i++) {
   dispatches = after.dispatches - before.dispatches;
   created = after.bindGroupsCreated - before.bindGroupsCreated;
 }
-console.log(`training step, features ${features}, batch ${BATCH}, penalty on: ${dispatches} dispatches, ${created} bind groups created, recorded in ${median(record).toFixed(1)} ms (median of 4)`);
+console.log(`training step, features ${features}, batch ${BATCH}, penalty on: ${dispatches} dispatches, ${created} bind groups created, recorded in ${median(record).toFixed(1)} ms (median of ${record.length})`);
 td.dispose([params, state, images]);
 
 // Sampling: the host time per sampler step between onStep calls (the GPU runs the previous step meanwhile).

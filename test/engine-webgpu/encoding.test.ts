@@ -9,6 +9,7 @@ import { test } from "node:test";
 import type { ConvArgs } from "../../src/engine/backend.ts";
 import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
 import { describeAdapter } from "../../src/engine/backends/webgpu/device.ts";
+import { BufferPool, USAGE } from "../../src/engine/backends/webgpu/buffers.ts";
 import { assertClose, assertSame, kernels, randomF32, rng } from "./helpers.ts";
 
 const cpu = new CpuBackend();
@@ -141,4 +142,15 @@ test("bind groups are reused when a step repeats on the same buffers, and rebuil
   k.trim(); // destroys the free buffers the cached bind groups refer to
   assertClose(await step(), expected, 8 * EPS, scale, "after trim");
   assert.ok(k.stats().bindGroupsCreated > created, "bind groups were rebuilt on new buffers");
+});
+
+test("the buffer pool hands out settled buffers oldest first, whatever order they were released in", async () => {
+  const k = await kernels();
+  const pool = new BufferPool(k.device, USAGE.STORAGE | USAGE.COPY_DST, "test");
+  const made = [0, 1, 2, 3].map(() => pool.acquire(1024, true));
+  for (const i of [2, 0, 3, 1]) pool.release(made[i]!);
+  pool.settle();
+  assert.deepEqual([0, 1, 2, 3].map(() => made.indexOf(pool.acquire(1024, true))), [0, 1, 2, 3]);
+  for (const b of made) pool.release(b, true);
+  pool.trim();
 });

@@ -27,6 +27,8 @@ export class BufferPool {
   private settled = new Map<number, GPUBuffer[]>();
   private recent = new Map<number, GPUBuffer[]>();
   private readonly sizes = new WeakMap<GPUBuffer, number>();
+  /** Creation order of each buffer: settle() sorts the free lists by it (see there). */
+  private readonly order = new WeakMap<GPUBuffer, number>();
   /** Bytes in buffers created by the pool (live or free). */
   allocatedBytes = 0;
   created = 0;
@@ -40,6 +42,7 @@ export class BufferPool {
     if (buf) return buf;
     const created = this.device.createBuffer({ size, usage: this.usage, label: `${this.label}#${this.created}` });
     this.sizes.set(created, size);
+    this.order.set(created, this.created);
     this.allocatedBytes += size;
     this.created++;
     return created;
@@ -54,6 +57,12 @@ export class BufferPool {
     list.push(buf);
   }
 
+  /**
+   * Moves recent to settled, and sorts each free list by creation order (newest first, so pop() hands out
+   * the oldest). Then the buffers a step gets depend only on which buffers are free, not on the order they
+   * were freed in earlier steps: a training loop whose live set alternates between two generations of
+   * weights reuses the same buffers every other step, and so its cached bind groups.
+   */
   settle(): void {
     for (const [size, list] of this.recent) {
       let into = this.settled.get(size);
@@ -61,6 +70,7 @@ export class BufferPool {
       into.push(...list);
     }
     this.recent.clear();
+    for (const list of this.settled.values()) list.sort((a, b) => this.order.get(b)! - this.order.get(a)!);
   }
 
   /** Destroys the free (settled) buffers. */
