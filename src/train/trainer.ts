@@ -129,6 +129,9 @@ export async function trainStep(run: TrainingRun, data: DigitsDataset): Promise<
   run.optimizer = td.keep(result.optimizer);
   run.ema = result.ema ? td.keep(result.ema) : null;
   disposeReplaced(old, run);
+  // A device backend: settle the old generation's buffers now, so the next step's buffer assignment repeats
+  // this one's more often and finds its GPU bind groups cached (bench/webgpu-host.ts). A no-op on the CPU.
+  td.getBackend().flush();
   run.step++;
   const previous = run.lossHistory[run.lossHistory.length - 1];
   const smoothed = previous === undefined ? loss : 0.99 * previous + 0.01 * loss;
