@@ -8,6 +8,7 @@ import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
 import { WasmBackend } from "../../src/engine/backends/wasm/index.ts";
 import { initUNet, unetForward, type UNetParams } from "../../src/nn/unet.ts";
 import { diffusionLoss } from "../../src/train/loss.ts";
+import { assertTensorClose, maxAbs, randomLeaves, type Leaves } from "../helpers/backend-parity.ts";
 
 const backends: WasmBackend[] = [];
 after(() => {
@@ -16,7 +17,7 @@ after(() => {
 });
 
 /** Runs fn on a backend with copies of the given leaves; returns plain Float64Arrays of the results. */
-function onBackend(backend: td.Backend, leaves: Map<string, { values: Float64Array; shape: number[] }>, fn: (p: Map<string, td.Tensor>) => td.Tensor[]): Float64Array[] {
+function onBackend(backend: td.Backend, leaves: Leaves, fn: (p: Map<string, td.Tensor>) => td.Tensor[]): Float64Array[] {
   td.setBackend(backend);
   try {
     return td.tidy(() => {
@@ -26,34 +27,6 @@ function onBackend(backend: td.Backend, leaves: Map<string, { values: Float64Arr
   } finally {
     td.setBackend(new CpuBackend());
   }
-}
-
-function maxAbs(a: Float64Array): number {
-  let m = 0;
-  for (const v of a) m = Math.max(m, Math.abs(v));
-  return m;
-}
-
-/** |a - b| <= rel * max(max|b|, floor) elementwise (errors relative to the tensor's scale, as float32 sums give). */
-function assertTensorClose(a: Float64Array, b: Float64Array, rel: number, what: string, floor = 0): void {
-  assert.equal(a.length, b.length);
-  const scale = Math.max(maxAbs(b), floor);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
-  assert.ok(worst <= rel * scale + 1e-30, `${what}: max error ${worst} > ${rel} * ${scale}`);
-}
-
-function randomLeaves(spec: Record<string, number[]>, seed: number): Map<string, { values: Float64Array; shape: number[] }> {
-  let key = td.random.key(seed);
-  const out = new Map<string, { values: Float64Array; shape: number[] }>();
-  for (const [name, shape] of Object.entries(spec)) {
-    const [k, next] = td.random.split(key) as [td.random.RandomKey, td.random.RandomKey];
-    key = next;
-    const n = shape.reduce((p, d) => p * d, 1);
-    const values = td.random.normalArray(k, n).map((v) => v * (name.startsWith("k") ? 1 / Math.sqrt(n / shape[shape.length - 1]!) : 1));
-    out.set(name, { values, shape });
-  }
-  return out;
 }
 
 test("a small conv net: forward, parameter gradients and a gradient-penalty second-order gradient match the reference", async () => {

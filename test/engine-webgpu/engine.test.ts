@@ -8,10 +8,9 @@ import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
 import { initUNet, unetForward, type UNetParams } from "../../src/nn/unet.ts";
 import { diffusionLoss } from "../../src/train/loss.ts";
 import { webgpuBackend } from "./helpers.ts";
+import { assertTensorClose, maxAbs, randomLeaves, type Leaves } from "../helpers/backend-parity.ts";
 
 after(() => td.setBackend(new CpuBackend()));
-
-type Leaves = Map<string, { values: Float64Array; shape: number[] }>;
 
 /** Runs fn on a backend with float32 copies of the leaves; reads the results back as Float64Arrays. */
 async function onBackend(backend: td.Backend, leaves: Leaves, fn: (p: Map<string, td.Tensor>) => td.Tensor[]): Promise<Float64Array[]> {
@@ -24,35 +23,6 @@ async function onBackend(backend: td.Backend, leaves: Leaves, fn: (p: Map<string
   } finally {
     td.setBackend(new CpuBackend());
   }
-}
-
-function maxAbs(a: Float64Array): number {
-  let m = 0;
-  for (const v of a) m = Math.max(m, Math.abs(v));
-  return m;
-}
-
-/** |a - b| <= rel * max(max|b|, floor) elementwise (errors relative to the tensor's scale, as float32 sums give). */
-function assertTensorClose(a: Float64Array, b: Float64Array, rel: number, what: string, floor = 0): number {
-  assert.equal(a.length, b.length, what);
-  const scale = Math.max(maxAbs(b), floor);
-  let worst = 0;
-  for (let i = 0; i < a.length; i++) worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
-  assert.ok(worst <= rel * scale + 1e-30, `${what}: max error ${worst} > ${rel} * ${scale}`);
-  return scale === 0 ? worst : worst / scale;
-}
-
-function randomLeaves(spec: Record<string, number[]>, seed: number): Leaves {
-  let key = td.random.key(seed);
-  const out: Leaves = new Map();
-  for (const [name, shape] of Object.entries(spec)) {
-    const [k, next] = td.random.split(key) as [td.random.RandomKey, td.random.RandomKey];
-    key = next;
-    const n = shape.reduce((p, d) => p * d, 1);
-    const values = td.random.normalArray(k, n).map((v) => v * (name.startsWith("k") ? 1 / Math.sqrt(n / shape[shape.length - 1]!) : 1));
-    out.set(name, { values, shape });
-  }
-  return out;
 }
 
 test("a small conv net: forward, parameter gradients and a gradient-penalty second-order gradient match the reference", async () => {

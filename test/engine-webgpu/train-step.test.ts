@@ -10,6 +10,7 @@ import { loadDigitsSplit } from "../../src/data/digits-node.ts";
 import { QUICK_PRESET, type TrainConfig } from "../../src/train/config.ts";
 import { newRun, trainingTensors, trainStep, type StepReport, type TrainingRun } from "../../src/train/trainer.ts";
 import { webgpuBackend } from "./helpers.ts";
+import { maxAbs } from "../helpers/backend-parity.ts";
 
 after(() => td.setBackend(new CpuBackend()));
 
@@ -54,12 +55,6 @@ async function train(backend: td.Backend, steps: number): Promise<{ init: Map<st
   } finally {
     td.setBackend(new CpuBackend());
   }
-}
-
-function maxAbs(a: Float64Array): number {
-  let m = 0;
-  for (const v of a) m = Math.max(m, Math.abs(v));
-  return m;
 }
 
 test(`${STEPS} conditional train steps (features 4, batch 16, penalty 0.02, EMA) match the CPU backend`, async () => {

@@ -347,15 +347,21 @@ async function compareLossesWithNode(t: TestContext, what: string, options: Trai
   }
 }
 
-test("web app in Chromium without WebGPU: the Wasm fallback; generate matches the CLI, train in the tab, download a CLI checkpoint", { timeout: 240_000 }, async (t) => {
-  assertChromium();
+/** Named laps in milliseconds, for the diagnostics. */
+function stopwatch(): { timings: Record<string, number>; lap: (name: string) => void } {
   const timings: Record<string, number> = {};
   let mark = performance.now();
-  const lap = (name: string) => {
+  const lap = (name: string): void => {
     const now = performance.now();
     timings[name] = Math.round(now - mark);
     mark = now;
   };
+  return { timings, lap };
+}
+
+test("web app in Chromium without WebGPU: the Wasm fallback; generate matches the CLI, train in the tab, download a CLI checkpoint", { timeout: 240_000 }, async (t) => {
+  assertChromium();
+  const { timings, lap } = stopwatch();
 
   await builtSite();
   lap("vite build");
@@ -505,13 +511,7 @@ test("web app in Chromium without WebGPU: the Wasm fallback; generate matches th
 
 test("web app in Chromium with WebGPU (SwiftShader): the adapter is named, samples match the CLI, training runs", { timeout: 300_000 }, async (t) => {
   assertChromium();
-  const timings: Record<string, number> = {};
-  let mark = performance.now();
-  const lap = (name: string) => {
-    const now = performance.now();
-    timings[name] = Math.round(now - mark);
-    mark = now;
-  };
+  const { timings, lap } = stopwatch();
   await builtSite();
   await useNodeWasm(t);
   const app = await openApp(WEBGPU_ARGS);

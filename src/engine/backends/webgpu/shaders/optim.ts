@@ -24,25 +24,11 @@ fn clipped(g: f32) -> f32 {
 }
 `;
 
-/** OUT = (1 - b1) c + b1 M. Bindings: G, M, NORM, OUT. */
-export const ADAMW_M = /* wgsl */ `${COMMON}
+/** A moment update from the clipped gradient c: OUT[i] = `expr` of c and OLD[i]. Bindings: G, OLD, NORM, OUT. */
+function momentSource(expr: string): string {
+  return /* wgsl */ `${COMMON}
 @group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read> M: array<f32>;
-@group(0) @binding(3) var<storage, read> NORM: array<f32>;
-@group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
-${CLIPPED}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = flatId(wid, nwg, lid);
-  if (i >= P(0)) { return; }
-  OUT[i] = Pf(6) * clipped(G[i]) + Pf(7) * M[i];
-}
-`;
-
-/** OUT = (1 - b2) c^2 + b2 V. Bindings: G, V, NORM, OUT. */
-export const ADAMW_V = /* wgsl */ `${COMMON}
-@group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read> V: array<f32>;
+@group(0) @binding(2) var<storage, read> OLD: array<f32>;
 @group(0) @binding(3) var<storage, read> NORM: array<f32>;
 @group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
 ${CLIPPED}
@@ -51,9 +37,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let i = flatId(wid, nwg, lid);
   if (i >= P(0)) { return; }
   let c = clipped(G[i]);
-  OUT[i] = Pf(8) * (c * c) + Pf(9) * V[i];
+  OUT[i] = ${expr};
 }
 `;
+}
+
+/** m' = (1 - b1) c + b1 m. */
+export const ADAMW_M = momentSource("Pf(6) * c + Pf(7) * OLD[i]");
+/** v' = (1 - b2) c^2 + b2 v. */
+export const ADAMW_V = momentSource("Pf(8) * (c * c) + Pf(9) * OLD[i]");
 
 /** OUT = p - lr ((m/bc1) / (sqrt(v/bc2) + eps) + wd p). Bindings: PARAM, M (new), V (new), OUT. */
 export const ADAMW_P = /* wgsl */ `${COMMON}
