@@ -116,9 +116,15 @@ export function buildProgram(log: (line: string) => void = (l) => console.log(l)
       return Number(value);
     })
     .option("--json", "print the report as one JSON line")
+    .addOption(backendOption())
     .action(async (samples: string, opts) => {
-      const { runEval } = await import("./eval-command.ts");
-      await runEval({ samples, ...opts, log });
+      const backend = await useBackend(opts.backend as BackendChoice);
+      try {
+        const { runEval } = await import("./eval-command.ts");
+        await runEval({ samples, ...opts, log });
+      } finally {
+        backend.dispose?.();
+      }
     });
 
   program

@@ -263,6 +263,19 @@ describe("tiny-diffusion sample --backend webgpu", () => {
     }
   });
 
+  test("eval --backend webgpu scores the samples as --backend cpu does", () => {
+    const npy = join(dir, "cpu.npy"); // written by the test above
+    const reports = ["cpu", "webgpu"].map((backend) => {
+      const r = cli(["eval", npy, "--class", "1", "--json", "--backend", backend]);
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse(r.stdout.trim().split("\n").pop()!) as { n: number; classHistogram: number[]; fid: number };
+    });
+    assert.equal(reports[0]!.n, 8);
+    assert.deepEqual(reports[1]!.classHistogram, reports[0]!.classHistogram);
+    // The classifier's features agree to ~5e-7 of their scale (test above); the FID of 8 samples moves by far less than 1e-3.
+    assert.ok(Math.abs(reports[1]!.fid - reports[0]!.fid) <= 1e-3 * Math.max(1, reports[0]!.fid), `${reports[1]!.fid} vs ${reports[0]!.fid}`);
+  });
+
   test("a bad adapter setting is a one-line error and a non-zero exit", () => {
     const r = cli(["sample", "--checkpoint", MODEL, "--n", "2", "--out", join(dir, "bad.npy"), "--backend", "webgpu"], { TINY_DIFFUSION_WEBGPU: "no-such-adapter" });
     assert.notEqual(r.code, 0);
