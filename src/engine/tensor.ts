@@ -42,6 +42,14 @@ export function shapeString(shape: Shape): string {
   return `[${shape.join(",")}]`;
 }
 
+/** Storage and the backend that made it, shared by a tensor and its views; released with the last of them. */
+interface StorageOwner {
+  readonly storage: Storage;
+  readonly backend: Backend;
+  readonly bytes: number;
+  refs: number;
+}
+
 export class Tensor {
   readonly id: number;
   readonly shape: readonly number[];
@@ -53,25 +61,29 @@ export class Tensor {
   requiresGrad = false;
   /** The op that made it, for error messages. */
   readonly origin: string;
-  private store: Storage | null;
-  private readonly backend: Backend;
-  private readonly bytes: number;
+  /** The storage, shared with the tensor's views (reshape); null after dispose. */
+  private owner: StorageOwner | null;
 
-  constructor(storage: Storage, shape: Shape, dtype: DType, origin: string) {
+  /** A tensor owning `storage`; with `viewOf`, one sharing that tensor's storage instead (same size and dtype). */
+  constructor(storage: Storage, shape: Shape, dtype: DType, origin: string, viewOf?: Tensor) {
     if (storage.length !== sizeOf(shape)) {
       throw new Error(`${origin}: storage of ${storage.length} elements does not match shape ${shapeString(shape)}`);
     }
+    if (viewOf) {
+      if (viewOf.owner === null || viewOf.owner.storage !== storage || viewOf.dtype !== dtype) throw new Error(`${origin}: a view must share a live tensor's storage and dtype`);
+      this.owner = viewOf.owner;
+      this.owner.refs++;
+    } else {
+      this.owner = { storage, backend: state.backend, bytes: storage.length * (dtype === "float64" ? 8 : 4), refs: 1 };
+      state.liveBytes += this.owner.bytes;
+      if (state.liveBytes > state.peakBytes) state.peakBytes = state.liveBytes;
+    }
     this.id = state.nextId++;
-    this.store = storage;
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
     this.size = storage.length;
     this.origin = origin;
-    this.backend = state.backend;
     state.live++;
-    this.bytes = storage.length * (dtype === "float64" ? 8 : 4);
-    state.liveBytes += this.bytes;
-    if (state.liveBytes > state.peakBytes) state.peakBytes = state.liveBytes;
     const scope = state.scopes[state.scopes.length - 1];
     if (scope) scope.add(this);
   }
@@ -80,33 +92,34 @@ export class Tensor {
     return this.shape.length;
   }
   get isDisposed(): boolean {
-    return this.store === null;
+    return this.owner === null;
   }
   /** Whether the values live in host memory, so that `data`, `item()` and `toArray()` work synchronously. */
   get isHost(): boolean {
-    return this.store !== null && isHostStorage(this.store);
+    return this.owner !== null && isHostStorage(this.owner.storage);
   }
 
   /** The backend's storage (shared, not a copy), for kernels. Throws after dispose. */
   get storage(): Storage {
-    if (this.store === null) {
+    if (this.owner === null) {
       throw new Error(`tensor #${this.id} (${this.origin}, shape ${shapeString(this.shape)}, ${this.dtype}) was used after dispose`);
     }
-    return this.store;
+    return this.owner.storage;
   }
 
   /** The values in host memory (shared, not a copy). On a device backend (WebGPU) use `await t.read()`. */
   get data(): TypedArray {
     const s = this.storage;
     if (!isHostStorage(s)) {
-      throw new Error(`tensor #${this.id} (${this.origin}, shape ${shapeString(this.shape)}) lives on the ${this.backend.name} device: read it with await t.read()`);
+      throw new Error(`tensor #${this.id} (${this.origin}, shape ${shapeString(this.shape)}) lives on the ${this.owner!.backend.name} device: read it with await t.read()`);
     }
     return s;
   }
 
   /** A copy of the values, on every backend (a device backend first runs the work recorded so far). */
   read(): Promise<TypedArray> {
-    return this.backend.read(this.storage);
+    const storage = this.storage;
+    return this.owner!.backend.read(storage);
   }
   /** The single value of a one-element tensor, on every backend. */
   async readItem(): Promise<number> {
@@ -128,11 +141,14 @@ export class Tensor {
   }
 
   dispose(): void {
-    if (this.store === null) return;
+    const owner = this.owner;
+    if (owner === null) return;
     state.live--;
-    state.liveBytes -= this.bytes;
-    this.backend.release(this.store);
-    this.store = null;
+    this.owner = null;
+    if (--owner.refs === 0) {
+      state.liveBytes -= owner.bytes;
+      owner.backend.release(owner.storage);
+    }
     this.node = null;
     for (const scope of state.scopes) scope.delete(this);
   }

@@ -7,16 +7,32 @@ import { assertTensor, gradcheck, randn } from "./gradcheck.ts";
 import { ravel, sizeOfShape, unravel } from "./reference.ts";
 
 describe("reshape / transpose", () => {
-  test("reshape: values in row-major order, -1 inferred, copy", () => {
+  test("reshape: values in row-major order, -1 inferred, a view of the same storage", () => {
     td.tidy(() => {
       const x = randn(80, [2, 3, 4]);
       const y = td.reshape(x, [4, -1]);
       assertTensor(y, [4, 6], x.data, 0, 0, "reshape");
-      assert.notEqual(y.data, x.data);
+      assert.equal(y.data, x.data, "no copy");
       assertTensor(td.reshape(x, [24]), [24], x.data, 0, 0, "flatten");
       assertTensor(td.reshape(td.scalar(3, "float64"), [1, 1]), [1, 1], [3], 0, 0, "scalar to [1,1]");
     });
   });
+  test("reshape: the shared storage is counted once and lives until the last view is disposed", () => {
+    const before = td.memory();
+    const x = td.tensor([1, 2, 3, 4, 5, 6], [2, 3], "float64");
+    const y = td.reshape(x, [3, 2]);
+    const z = td.reshape(y, [6]);
+    assert.equal(td.memory().bytes - before.bytes, 6 * 8, "one storage for three tensors");
+    assert.equal(td.memory().tensors - before.tensors, 3);
+    x.dispose();
+    y.dispose();
+    assert.deepEqual(z.toArray(), [1, 2, 3, 4, 5, 6], "alive through the last view");
+    assert.equal(td.memory().bytes - before.bytes, 6 * 8);
+    z.dispose();
+    assert.deepEqual(td.memory().bytes, before.bytes, "released with the last view");
+    assert.throws(() => y.data, /used after dispose/);
+  });
+
   test("reshape: gradcheck first and second order", () => {
     gradcheck((x) => td.mul(td.reshape(x, [3, 4]), td.reshape(td.sin(x), [3, 1, -1])), [randn(81, [2, 6])], { name: "reshape" });
   });

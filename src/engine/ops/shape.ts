@@ -5,15 +5,15 @@ import { arange } from "./create.ts";
 import { add, mul } from "./elementwise.ts";
 import { checkSameDtype, normalizeAxis } from "./checks.ts";
 
-/** A copy with a new shape of equal size; one dimension may be -1. */
+/** The same values with a new shape of equal size (a view sharing x's storage); one dimension may be -1. */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const known = shape.filter((d) => d !== -1).reduce((p, d) => p * d, 1);
   const resolved = shape.map((d) => (d === -1 ? x.size / known : d));
   if (sizeOf(resolved) !== x.size || resolved.some((d) => !Number.isInteger(d) || d < 0)) {
     throw new Error(`reshape: cannot reshape ${shapeString(x.shape)} (${x.size} elements) to ${shapeString(shape)}`);
   }
-  const out = emptyTensor(resolved, x.dtype, "reshape");
-  getBackend().copy(x.storage, out.storage);
+  // A view: the same storage (no copy), freed when the last tensor sharing it is disposed.
+  const out = new Tensor(x.storage, resolved, x.dtype, "reshape", x);
   return record(out, "reshape", [x], (g) => [reshape(g, x.shape)]);
 }
 
