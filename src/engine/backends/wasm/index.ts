@@ -39,8 +39,9 @@ const KIND_UNARY = 3;
 const KIND_LAYERNORM = 4;
 const KIND_LAYERNORM_GRAD = 5;
 const KIND_ADAMW = 6;
-/** Fused AdamW job fields: must match assembly/optim.ts (float32 constants from word CONST). */
-const ADAM = { P: 2, G: 3, M: 4, V: 5, OUT_P: 6, OUT_M: 7, OUT_V: 8, FLAGS: 9, TOTAL: 10, CHUNK: 11, CONST: 12 } as const;
+/** Fused AdamW job fields: must match assembly/optim.ts (float32 constants from word CONST; TOTAL and CHUNK
+ * where launchElementwise writes them). */
+const ADAM = { P: 2, G: 3, M: 4, V: 5, OUT_P: 6, OUT_M: 7, OUT_V: 8, FLAGS: 9, CONST: 13 } as const;
 /** Layer-norm job fields (eps: a float64 at byte 40): must match assembly/elementwise.ts. */
 const LN = { X: 2, SCALE: 3, BIAS: 4, OUT: 5, ROWS: 6, COLS: 7, CHUNK: 8, G: 9, EPS_F64: 5 } as const;
 /** Elementwise job fields: must match assembly/elementwise.ts. */
@@ -412,7 +413,6 @@ export class WasmBackend extends CpuBackend {
     const n = p.length;
     if (n === 0) return;
     const j = this.job;
-    j[J_KIND] = KIND_ADAMW;
     j[ADAM.P] = p.byteOffset; j[ADAM.G] = g.byteOffset; j[ADAM.M] = m.byteOffset; j[ADAM.V] = v.byteOffset;
     j[ADAM.OUT_P] = outP.byteOffset; j[ADAM.OUT_M] = outM.byteOffset; j[ADAM.OUT_V] = outV.byteOffset;
     const normValue = norm[0]!;
@@ -422,14 +422,7 @@ export class WasmBackend extends CpuBackend {
     // The float32 constants, computed in double and rounded as the reference's (Float32Array stores round).
     const constants = [-(a.elementClip ?? 0), a.elementClip ?? 0, normValue, maxNorm, 1 - a.b1, a.b1, 1 - a.b2, a.b2, a.bc1, a.bc2, a.eps, a.weightDecay, a.lr];
     this.jobF32.set(constants, ADAM.CONST);
-    j[ADAM.TOTAL] = n;
-    if (n < 4096 || !this.pool) {
-      j[ADAM.CHUNK] = n;
-      return this.exports.adamwRange(this.jobOffset, 0, n);
-    }
-    const threads = this.pool.available ? this.threads : 1;
-    j[ADAM.CHUNK] = threads > 1 ? Math.max(4096, roundUp(ceilDiv(n, threads * 4), 64)) : n;
-    this.launch(threads);
+    this.launchElementwise(KIND_ADAMW, n, 4);
   }
 
   override layerNorm(x: TypedArray, rows: number, cols: number, scale: TypedArray, bias: TypedArray, eps: number, out: TypedArray): void {

@@ -8,7 +8,6 @@ export interface KernelExports {
   sumPartials(partial: number, splits: number, count: number, out: number): void;
   binaryRange(op: number, a: number, b: number, out: number, inner: number, aos: number, ais: number, bos: number, bis: number, e0: number, e1: number): void;
   unaryRange(op: number, x: number, out: number, e0: number, e1: number, constants: number): void;
-  adamwRange(job: number, e0: number, e1: number): void;
   initConstants(at: number): void;
   layerNormRows(x: number, r0: number, r1: number, cols: number, scale: number, bias: number, eps: number, out: number): void;
   layerNormGradRows(x: number, g: number, r0: number, r1: number, cols: number, scale: number, eps: number, out: number): void;

@@ -7,7 +7,6 @@ import { binaryJob, layerNormGradJob, layerNormJob, unaryJob } from "./elementwi
 import { adamwJob } from "./optim";
 export { gemmRun, sumPartials } from "./gemm";
 export { initConstants, CONSTANTS_BYTES } from "./math";
-export { adamwRange } from "./optim";
 export { binaryRange, unaryRange, layerNormRows, layerNormGradRows, reduceRows, reduceCols, reduceColsAcc, reduceColsFinish, gather32, scatterAdd32, transpose3, copy3d, maxPool2x2 } from "./elementwise";
 
 const KIND_GEMM = 1;

@@ -2,10 +2,11 @@
 // The fused AdamW update (Backend.adamw) on float32, four lanes at a time. f32x4 add/mul/div/sqrt round
 // exactly as the reference's Math.fround chain does (one IEEE rounding per operation), so the results equal
 // the reference bit for bit. Job fields (must match ADAM in ../index.ts): pointers, flags, the element count
-// and chunk, then the float32 constants from word 12.
+// and chunk, then the float32 constants from word 13.
 const J_COUNTER = 1;
-const A_P = 2, A_G = 3, A_M = 4, A_V = 5, A_OUT_P = 6, A_OUT_M = 7, A_OUT_V = 8, A_FLAGS = 9, A_TOTAL = 10, A_CHUNK = 11;
-const A_CONST = 12; // lo, hi, norm, maxNorm, 1-b1, b1, 1-b2, b2, bc1, bc2, eps, wd, lr
+const A_P = 2, A_G = 3, A_M = 4, A_V = 5, A_OUT_P = 6, A_OUT_M = 7, A_OUT_V = 8, A_FLAGS = 9;
+const A_TOTAL = 11, A_CHUNK = 12; // as the other elementwise jobs (launchElementwise writes them)
+const A_CONST = 13; // lo, hi, norm, maxNorm, 1-b1, b1, 1-b2, b2, bc1, bc2, eps, wd, lr
 const FLAG_CLIP = 1, FLAG_SCALE = 2, FLAG_DECAY = 4;
 
 @inline function fld(job: usize, f: i32): i32 {
@@ -16,7 +17,7 @@ const FLAG_CLIP = 1, FLAG_SCALE = 2, FLAG_DECAY = 4;
 }
 
 /** Elements [e0, e1) of one update. */
-export function adamwRange(job: usize, e0: i32, e1: i32): void {
+function adamwRange(job: usize, e0: i32, e1: i32): void {
   const flags = fld(job, A_FLAGS);
   const clip = (flags & FLAG_CLIP) != 0, scale = (flags & FLAG_SCALE) != 0, decay = (flags & FLAG_DECAY) != 0;
   const p = <usize>fld(job, A_P), g = <usize>fld(job, A_G), m = <usize>fld(job, A_M), v = <usize>fld(job, A_V);
