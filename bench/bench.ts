@@ -4,6 +4,7 @@
 // Flags: --backend auto|cpu|wasm|webgpu  --features 16[,32,...]  --steps N (timed steps per size, default 3)
 //        --sampling BxK (e.g. 100x1000; 0 = skip; default 100x1000 on webgpu, else 0)
 //        --skip-forward  --skip-gemm  --json (ends with one line of JSON)
+//        --no-fuse (webgpu: one dispatch per elementwise op, for comparing against fusion)
 // Every timing ends with a read back to the host (the step's loss, the sample, the product), so a device
 // backend is timed to completion, as a training loop that logs its loss sees it.
 import { availableParallelism, cpus } from "node:os";
@@ -127,6 +128,12 @@ async function samplingSeconds(features: number, batch: number, steps: number): 
 }
 
 const active = await useBackend(backendChoice);
+if (has("no-fuse")) {
+  if (active.name !== "webgpu") throw new Error("--no-fuse applies to --backend webgpu");
+  const { WebGpuBackend } = await import("../src/engine/backends/webgpu/index.ts");
+  const fused = td.getBackend() as InstanceType<typeof WebGpuBackend>;
+  td.setBackend(new WebGpuBackend(fused.kernels, { fuseElementwise: false }));
+}
 const threads = active.name === "cpu" ? 1 : availableParallelism();
 const result: Record<string, unknown> = { backend: active.name, threads, cpu: cpus()[0]?.model ?? "unknown", date: new Date().toISOString().slice(0, 10) };
 const rows: [string, string][] = [];
@@ -164,7 +171,7 @@ if (sampling !== "0") {
   result.sampling_s = { features: f, batch, steps, seconds: Number((await samplingSeconds(f, batch, steps)).toFixed(3)) };
   rows.push([`DDPM sampling, features ${f}, ${batch} images x ${steps} steps (s)`, (result.sampling_s as { seconds: number }).seconds.toFixed(3)]);
 }
-console.log(`backend ${active.description}, ${threads} thread(s), ${result.cpu}`);
+console.log(`backend ${active.description}${has("no-fuse") ? " (elementwise fusion off)" : ""}, ${threads} thread(s), ${result.cpu}`);
 result.device = active.description;
 const width = Math.max(...rows.map((r) => r[0].length));
 for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);

@@ -2,7 +2,8 @@
 // created (the rest come from the cache), and the host time spent recording them. On a real GPU the step
 // time cannot drop below the recording time, so this is the figure to watch on any adapter (a software
 // adapter included: recording does not depend on it).
-//   TINY_DIFFUSION_WEBGPU=vulkan node --import tsx bench/webgpu-host.ts   (FEATURES=16|64, default 64; STEPS=8)
+//   TINY_DIFFUSION_WEBGPU=vulkan node --import tsx bench/webgpu-host.ts   (FEATURES=16|64, default 64; STEPS=8;
+//   FUSE=0 records one dispatch per elementwise op, as before fusion)
 import * as td from "../src/engine/index.ts";
 import { WebGpuBackend } from "../src/engine/backends/webgpu/index.ts";
 import { initUNet, unetForward, type UNetParams } from "../src/nn/unet.ts";
@@ -12,9 +13,9 @@ import { sample } from "../src/diffusion/sample.ts";
 import { diffusionLoss } from "../src/train/loss.ts";
 import { initOptimizerState, optimizerStep, TUTORIAL_OPTIMIZER } from "../src/train/optimizer.ts";
 
-const gpu = await WebGpuBackend.create();
+const gpu = await WebGpuBackend.create({ fuseElementwise: process.env.FUSE !== "0" });
 td.setBackend(gpu);
-console.log(`adapter: ${gpu.describe()}`);
+console.log(`adapter: ${gpu.describe()}; elementwise fusion ${process.env.FUSE !== "0" ? "on" : "off"}`);
 const features = Number(process.env.FEATURES ?? 64);
 const BATCH = 172;
 const STEPS = Number(process.env.STEPS ?? 8);
@@ -51,7 +52,7 @@ for (let i = 0; i < STEPS; i++) {
   dispatches = after.dispatches - before.dispatches;
   created = after.bindGroupsCreated - before.bindGroupsCreated;
 }
-console.log(`training step, features ${features}, batch ${BATCH}, penalty on: ${dispatches} dispatches, ${created} bind groups created, recorded in ${median(record).toFixed(1)} ms (median of ${record.length})`);
+console.log(`training step, features ${features}, batch ${BATCH}, penalty on: ${dispatches} dispatches, ${created} bind groups created, recorded in ${median(record).toFixed(1)} ms (median of ${record.length}); ${gpu.stats().pipelines} pipelines`);
 td.dispose([params, state, images]);
 
 // Sampling: the host time per sampler step between onStep calls (the GPU runs the previous step meanwhile).

@@ -1,9 +1,13 @@
 // The WebGPU backend: the engine's Backend interface on GPU buffers. Each call only records a dispatch into
 // one command encoder; flush() (the end of a training or sampling step) submits it, and read() is the only
 // way values come back. float64 stays on the host backends: WGSL has no f64.
+//
+// float32 unary and binary ops are fused (fusion.ts): they record an expression instead of a dispatch, and
+// every other method first materializes the pending arrays it is handed (`ready`).
 import type { AdamWArgs, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
 import { describeAdapter, type GpuDeviceOptions } from "./device.ts";
-import { WebGpuKernels, type GpuArray, type KernelStats, type WebGpuKernelsOptions } from "./kernels.ts";
+import { ElementwiseFusion, type FusionStats } from "./fusion.ts";
+import { coalesce, WebGpuKernels, type GpuArray, type KernelStats, type WebGpuKernelsOptions } from "./kernels.ts";
 
 export type { GpuArray } from "./kernels.ts";
 
@@ -13,6 +17,12 @@ export interface WebGpuBackendOptions extends GpuDeviceOptions, WebGpuKernelsOpt
    * (e.g. a sampler's 1000 steps) does not grow one command buffer and its parameter staging without bound.
    */
   autoFlushCalls?: number;
+  /** Fuse chains of float32 elementwise ops into single kernels (default true; false: one dispatch per op). */
+  fuseElementwise?: boolean;
+}
+
+export interface WebGpuBackendStats extends KernelStats {
+  fusion: FusionStats | null;
 }
 
 const F64_MESSAGE = "the webgpu backend has no float64 (WGSL has no f64): use float32, or the cpu backend for float64";
@@ -22,10 +32,20 @@ export class WebGpuBackend implements Backend {
   readonly kernels: WebGpuKernels;
   private readonly autoFlushCalls: number;
   private callsSinceFlush = 0;
+  private readonly fusion: ElementwiseFusion<GpuArray> | null;
 
   constructor(kernels: WebGpuKernels, options: WebGpuBackendOptions = {}) {
     this.kernels = kernels;
     this.autoFlushCalls = options.autoFlushCalls ?? 4096;
+    this.fusion = options.fuseElementwise === false ? null : new ElementwiseFusion<GpuArray>({
+      maxLeaves: Math.min(15, kernels.maxStorageBuffers - 1),
+      emit: (program, out) => kernels.fusedElementwise(program, out),
+      release: (array) => kernels.release(array),
+      coalesce: (sizes, strides) => {
+        const c = coalesce(sizes, [strides]);
+        return { sizes: c.sizes, strides: c.strides[0]! };
+      },
+    });
   }
 
   /** A device on the best adapter (hardware GPU first; see device.ts); dispose() releases it. */
@@ -38,8 +58,14 @@ export class WebGpuBackend implements Backend {
     return this.kernels.info ? describeAdapter(this.kernels.info) : "WebGPU device";
   }
 
-  stats(): KernelStats {
-    return this.kernels.stats();
+  stats(): WebGpuBackendStats {
+    return { ...this.kernels.stats(), fusion: this.fusion?.stats() ?? null };
+  }
+
+  /** Computes the pending (fused, not yet dispatched) arrays among these, before a kernel uses them. */
+  private ready(...arrays: GpuArray[]): void {
+    if (!this.fusion) return;
+    for (const a of arrays) this.fusion.materialize(a);
   }
 
   /** Counts a recorded call; submits when the encoder has grown long. */
@@ -52,22 +78,28 @@ export class WebGpuBackend implements Backend {
     return this.kernels.alloc(dtype, size);
   }
   release(data: GpuArray): void {
-    this.kernels.release(data);
+    if (this.fusion) this.fusion.release(data);
+    else this.kernels.release(data);
   }
   upload(values: TypedArray): GpuArray {
     if (values instanceof Float64Array) throw new Error(F64_MESSAGE);
-    return this.kernels.upload(values);
+    const array = this.kernels.upload(values);
+    if (values.length === 1 && values instanceof Float32Array) this.fusion?.noteConstant(array, values[0]!);
+    return array;
   }
   read(data: GpuArray): Promise<TypedArray> {
+    this.ready(data);
     this.callsSinceFlush = 0;
     return this.kernels.download(data);
   }
   flush(): void {
+    this.fusion?.materializeAll();
     this.callsSinceFlush = 0;
     this.kernels.submit();
   }
   /** Waits until the GPU has run everything submitted (for timings). */
   async sync(): Promise<void> {
+    this.fusion?.materializeAll();
     this.callsSinceFlush = 0;
     await this.kernels.sync();
   }
@@ -76,91 +108,118 @@ export class WebGpuBackend implements Backend {
   }
 
   unary(op: UnaryOp, x: GpuArray, out: GpuArray): void {
-    this.kernels.unary(op, x, out);
+    if (this.fusion && x.dtype === "float32" && out.dtype === "float32" && out.length > 0) this.fusion.unary(op, x, out);
+    else this.kernels.unary(op, x, out);
     this.recorded();
   }
   binary(op: BinaryOp, a: GpuArray, aShape: Shape, b: GpuArray, bShape: Shape, out: GpuArray, outShape: Shape): void {
-    this.kernels.binary(op, a, aShape, b, bShape, out, outShape);
+    if (this.fusion && out.dtype === "float32" && a.dtype === "float32" && b.dtype === "float32" && out.length > 0) {
+      this.fusion.binary(op, a, aShape, b, bShape, out, outShape);
+    } else {
+      this.ready(a, b);
+      this.kernels.binary(op, a, aShape, b, bShape, out, outShape);
+    }
     this.recorded();
   }
   select(cond: GpuArray, a: GpuArray, b: GpuArray, out: GpuArray): void {
+    this.ready(cond, a, b, out);
     this.kernels.select(cond, a, b, out);
     this.recorded();
   }
   reduce(op: ReduceOp, x: GpuArray, shape: Shape, axes: readonly number[], out: GpuArray): void {
-    this.kernels.reduce(op, x, shape, axes, out);
+    const program = this.fusion?.programFor(x);
+    if (program) this.kernels.reduceFused(op, program, shape, axes, out);
+    else this.kernels.reduce(op, x, shape, axes, out);
     this.recorded();
   }
   cumulative(op: "sum" | "prod", x: GpuArray, shape: Shape, axis: number, reverse: boolean, out: GpuArray): void {
+    this.ready(x, out);
     this.kernels.cumulative(op, x, shape, axis, reverse, out);
     this.recorded();
   }
   matmul(a: GpuArray, b: GpuArray, out: GpuArray, args: MatmulArgs): void {
+    this.ready(a, b, out);
     this.kernels.matmul(a, b, out, args);
     this.recorded();
   }
   conv2d(x: GpuArray, kernel: GpuArray, out: GpuArray, args: ConvArgs): void {
+    this.ready(x, kernel, out);
     this.kernels.conv2d(x, kernel, out, args);
     this.recorded();
   }
   conv2dKernelGrad(x: GpuArray, g: GpuArray, out: GpuArray, args: ConvArgs): void {
+    this.ready(x, g, out);
     this.kernels.conv2dKernelGrad(x, g, out, args);
     this.recorded();
   }
   transpose(x: GpuArray, shape: Shape, perm: readonly number[], out: GpuArray): void {
+    this.ready(x, out);
     this.kernels.transpose(x, shape, perm, out);
     this.recorded();
   }
   copyBox(src: GpuArray, srcShape: Shape, srcBegin: readonly number[], dst: GpuArray, dstShape: Shape, dstBegin: readonly number[], size: Shape): void {
+    this.ready(src, dst);
     this.kernels.copyBox(src, srcShape, srcBegin, dst, dstShape, dstBegin, size);
     this.recorded();
   }
   fill(out: GpuArray, value: number): void {
+    this.ready(out);
     this.kernels.fill(out, value);
     this.recorded();
   }
   copy(src: GpuArray, out: GpuArray): void {
+    this.ready(src, out);
     if (src.length !== out.length) throw new Error(`webgpu copy: ${src.length} elements into ${out.length}`);
     this.kernels.copyBox(src, [src.length], [0], out, [out.length], [0], [src.length]);
     this.recorded();
   }
   flipKernel(kernel: GpuArray, kh: number, kw: number, c: number, o: number, out: GpuArray): void {
+    this.ready(kernel, out);
     this.kernels.flipKernel(kernel, [kh, kw, c, o], out);
     this.recorded();
   }
   gather(x: GpuArray, index: GpuArray, out: GpuArray): void {
+    this.ready(x, index, out);
     this.kernels.gather(x, index, out);
     this.recorded();
   }
   scatterAdd(g: GpuArray, index: GpuArray, out: GpuArray, unique = false): void {
+    this.ready(g, index, out);
     this.kernels.scatterAdd(g, index, out, { unique });
     this.recorded();
   }
   maxPool2x2(x: GpuArray, shape: Shape, out: GpuArray, argmax: GpuArray): void {
+    this.ready(x, out, argmax);
     this.kernels.maxPool2x2(x, shape, out, argmax);
     this.recorded();
   }
   layerNorm(x: GpuArray, rows: number, cols: number, scale: GpuArray, bias: GpuArray, eps: number, out: GpuArray): void {
+    this.ready(x, scale, bias, out);
     this.kernels.layerNorm(x, rows, cols, scale, bias, eps, out);
     this.recorded();
   }
   layerNormGradX(x: GpuArray, g: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray): void {
+    this.ready(x, g, scale, out);
     this.kernels.layerNormGradX(x, g, rows, cols, scale, eps, out);
     this.recorded();
   }
   upsampleNearest(x: GpuArray, shape: Shape, height: number, width: number, out: GpuArray): void {
+    this.ready(x, out);
     this.kernels.upsampleNearest(x, shape, height, width, out);
     this.recorded();
   }
   upsampleNearestGrad(g: GpuArray, shape: Shape, height: number, width: number, out: GpuArray): void {
+    this.ready(g, out);
     this.kernels.upsampleNearestGrad(g, shape, height, width, out);
     this.recorded();
   }
   adamw(p: GpuArray, g: GpuArray, m: GpuArray, v: GpuArray, norm: GpuArray, args: AdamWArgs, outP: GpuArray, outM: GpuArray, outV: GpuArray): void {
+    this.ready(p, g, m, v, norm, outP, outM, outV);
     this.kernels.adamw(p, g, m, v, norm, args, outP, outM, outV);
     this.recorded();
   }
   cast(x: GpuArray, out: GpuArray): void {
+    this.ready(x, out);
     this.kernels.cast(x, out);
     this.recorded();
   }

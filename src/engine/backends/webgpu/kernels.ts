@@ -12,12 +12,14 @@ import { stridesOf } from "../cpu/elementwise.ts";
 import type { AdamWArgs, BinaryOp, ConvArgs, MatmulArgs, ReduceOp, Shape, UnaryOp } from "../../backend.ts";
 import { BufferPool, MAP_MODE_READ, ParamArena, USAGE } from "./buffers.ts";
 import { createGpuDevice, type GpuAdapterSummary, type GpuContext, type GpuDeviceOptions } from "./device.ts";
+import { f32Bits } from "./shaders/common.ts";
 import { binarySource, selectSource, unarySource } from "./shaders/elementwise.ts";
 import { CONV2D, CONV2D_KERNEL_GRAD, MATMUL } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
 import { LAYER_NORM, LAYER_NORM_GRAD_X } from "./shaders/norm.ts";
-import { ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
+import { ADAMW, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
 import { cumulativeSource, reduceSource } from "./shaders/reduce.ts";
+import { fusedElementwiseSource, type FusedProgram } from "./shaders/fused.ts";
 import { SCAN, SCATTER_COUNT, SCATTER_FILL, SCATTER_UNIQUE, scatterSumSource } from "./shaders/scatter.ts";
 
 export type GpuDType = "float32" | "int32";
@@ -45,6 +47,11 @@ export interface WebGpuKernelsOptions {
   splitKMinWorkgroups?: number;
   /** The least K each split gets (default 128). */
   splitKMinLength?: number;
+  /**
+   * Storage buffers one kernel may bind (default: the device's limit). Kernels pick smaller forms under 8
+   * (AdamW in three dispatches; fused expressions with fewer leaves); 4 is WebGPU's compatibility mode.
+   */
+  maxStorageBuffers?: number;
 }
 
 export interface KernelStats {
@@ -93,9 +100,6 @@ export function coalesce(sizes: readonly number[], strideLists: readonly (readon
   return { sizes: outSizes, strides: outStrides };
 }
 
-function f32Bits(v: number): number {
-  return new Uint32Array(new Float32Array([v]).buffer)[0]!;
-}
 
 function padTo(xs: readonly number[], n: number): number[] {
   const out = [...xs];
@@ -137,6 +141,8 @@ export class WebGpuKernels {
   private readonly splitKMinWorkgroups: number;
   private readonly splitKMinLength: number;
   private readonly maxGroups: number;
+  /** Storage buffers a kernel may bind (options.maxStorageBuffers, at most the device's limit). */
+  readonly maxStorageBuffers: number;
   private destroyed = false;
   private dispatchCount = 0;
   private submitCount = 0;
@@ -148,6 +154,8 @@ export class WebGpuKernels {
     this.splitKMinWorkgroups = options.splitKMinWorkgroups ?? (this.info?.software ? 4 : 256);
     this.splitKMinLength = Math.max(16, options.splitKMinLength ?? 128);
     this.maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
+    this.maxStorageBuffers = Math.min(options.maxStorageBuffers ?? Infinity, device.limits.maxStorageBuffersPerShaderStage);
+    if (this.maxStorageBuffers < 4) throw new Error(`webgpu: kernels need 4 storage buffers per stage, got ${this.maxStorageBuffers}`);
     const storage = USAGE.STORAGE | USAGE.COPY_SRC | USAGE.COPY_DST;
     this.pool = new BufferPool(device, storage, "td");
     this.readback = new BufferPool(device, USAGE.MAP_READ | USAGE.COPY_DST, "readback");
@@ -457,9 +465,30 @@ export class WebGpuKernels {
   /** Reduces the given axes (sorted) of x; out has x's shape with those axes set to 1. */
   reduce(op: ReduceOp, x: GpuArray, shape: Shape, axes: readonly number[], out: GpuArray, enc: Encoder = this.encoder()): void {
     if (x.dtype !== out.dtype) throw new Error(`webgpu reduce: dtypes ${x.dtype} -> ${out.dtype}`);
-    const dtype = x.dtype;
+    this.reduceInput(op, x, shape, axes, out, enc);
+  }
+
+  /** reduce() of values that a fused float32 expression computes (shape: its shape), without storing them. */
+  reduceFused(op: ReduceOp, input: FusedProgram<GpuArray>, shape: Shape, axes: readonly number[], out: GpuArray, enc: Encoder = this.encoder()): void {
+    if (out.dtype !== "float32") throw new Error(`webgpu reduce: fused input is float32, output ${out.dtype}`);
+    this.reduceInput(op, input, shape, axes, out, enc);
+  }
+
+  /** out[i] = the fused float32 expression at i, for i < out.length. */
+  fusedElementwise(program: FusedProgram<GpuArray>, out: GpuArray, enc: Encoder = this.encoder()): void {
+    if (out.dtype !== "float32") throw new Error(`webgpu fusedElementwise: float32 output only, got ${out.dtype}`);
+    const n = out.length;
+    const params = [n, 0, 0, 0, ...program.params];
+    const buffers = [...program.leaves.map((l) => l.buffer), out.buffer];
+    this.run(enc, `fused:${program.body}`, () => fusedElementwiseSource(program), "main", params, buffers, this.grid(n));
+  }
+
+  private reduceInput(op: ReduceOp, x: GpuArray | FusedProgram<GpuArray>, shape: Shape, axes: readonly number[], out: GpuArray, enc: Encoder): void {
+    const fused = "body" in x ? x : null;
+    const dtype = out.dtype;
+    const length = product(shape);
     if (out.length === 0) return;
-    if (x.length === 0) {
+    if (length === 0) {
       // Empty reductions: 0 for sum, -Infinity for max (0 in int32, as the reference's Int32Array store).
       this.fill(out, op === "sum" || dtype === "int32" ? 0 : -Infinity, enc);
       return;
@@ -479,31 +508,34 @@ export class WebGpuKernels {
       lastKind = isRed;
     }
     if (red.length === 0) {
-      this.copy(enc, x.buffer, 0, out.buffer, 0, out.length * 4);
+      if (fused) this.fusedElementwise(fused, out, enc);
+      else this.copy(enc, (x as GpuArray).buffer, 0, out.buffer, 0, out.length * 4);
       return;
     }
     if (kept.length > 4 || red.length > 4) throw new Error(`webgpu reduce: too many alternating axis groups in ${JSON.stringify(shape)} over ${JSON.stringify(axes)}`);
     const outputs = product(kept.map((k) => k[0]));
     const R = product(red.map((r) => r[0]));
-    const key = `reduce:${op}:${dtype}`;
-    const source = (): string => reduceSource(op, dtype);
+    const key = fused ? `reduce:${op}:fused:${fused.body}` : `reduce:${op}:${dtype}`;
+    const source = (): string => reduceSource(op, dtype, fused ?? undefined);
+    const inputs = fused ? fused.leaves.map((l) => l.buffer) : [(x as GpuArray).buffer];
+    const extra = fused ? [0, 0, ...fused.params] : [];
     const base = [
       outputs, R, kept.length, red.length,
       ...padTo(kept.map((k) => k[0]), 4), ...padTo(kept.map((k) => k[1]), 4),
       ...padTo(red.map((r) => r[0]), 4), ...padTo(red.map((r) => r[1]), 4),
     ];
     if (outputs >= 2048 || R <= 64) {
-      this.run(enc, key, source, "rows", [...base, 0, 1], [x.buffer, out.buffer], this.grid(outputs));
+      this.run(enc, key, source, "rows", [...base, 0, 1, ...extra], [...inputs, out.buffer], this.grid(outputs));
       return;
     }
     const chunks = Math.min(this.maxGroups, Math.ceil(R / 4096));
     const chunkLen = Math.ceil(R / chunks);
     if (chunks === 1) {
-      this.run(enc, key, source, "tree", [...base, chunkLen, 1], [x.buffer, out.buffer], [outputs, 1, 1]);
+      this.run(enc, key, source, "tree", [...base, chunkLen, 1, ...extra], [...inputs, out.buffer], [outputs, 1, 1]);
       return;
     }
     const partial = this.temp(dtype, outputs * chunks);
-    this.run(enc, key, source, "tree", [...base, chunkLen, chunks], [x.buffer, partial.buffer], [outputs, chunks, 1]);
+    this.run(enc, key, source, "tree", [...base, chunkLen, chunks, ...extra], [...inputs, partial.buffer], [outputs, chunks, 1]);
     this.reduce(op, partial, [outputs, chunks], [1], out, enc);
     this.release(partial);
   }
@@ -533,7 +565,7 @@ export class WebGpuKernels {
   // ---- products -----------------------------------------------------------------------------------
 
   /** How many K splits for a product with `tiles` 64x64 output tiles. */
-  /** The fused AdamW update (Backend.adamw): three dispatches (m, v, then p from the new moments). */
+  /** The fused AdamW update (Backend.adamw): one dispatch, or three (m, v, then p) under 8 storage buffers. */
   adamw(p: GpuArray, g: GpuArray, m: GpuArray, v: GpuArray, norm: GpuArray, a: AdamWArgs, outP: GpuArray, outM: GpuArray, outV: GpuArray, enc: Encoder = this.encoder()): void {
     if (p.dtype !== "float32") throw new Error("webgpu adamw: float32 parameters only");
     const n = p.length;
@@ -545,6 +577,10 @@ export class WebGpuKernels {
       f32Bits(a.eps), a.weightDecay === 0 ? 0 : 1, f32Bits(a.weightDecay), f32Bits(a.lr),
     ];
     const grid = this.grid(n);
+    if (this.maxStorageBuffers >= 8) {
+      this.run(enc, "adamw", () => ADAMW, "main", params, [g.buffer, m.buffer, v.buffer, norm.buffer, p.buffer, outM.buffer, outV.buffer, outP.buffer], grid);
+      return;
+    }
     this.run(enc, "adamwM", () => ADAMW_M, "main", params, [g.buffer, m.buffer, norm.buffer, outM.buffer], grid);
     this.run(enc, "adamwV", () => ADAMW_V, "main", params, [g.buffer, v.buffer, norm.buffer, outV.buffer], grid);
     this.run(enc, "adamwP", () => ADAMW_P, "main", params, [p.buffer, outM.buffer, outV.buffer, outP.buffer], grid);

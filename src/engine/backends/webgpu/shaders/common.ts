@@ -33,3 +33,11 @@ export function typeAlias(dtype: "float32" | "int32"): string {
     ? "alias T = f32;\nfn isNan(v: T) -> bool { return isNanF32(v); }\n"
     : "alias T = i32;\nfn isNan(v: T) -> bool { return false; }\n";
 }
+
+const bitsScratch = new Float32Array(1);
+const bitsView = new Uint32Array(bitsScratch.buffer);
+/** The bits of v rounded to f32, for a parameter word (read back with Pf). */
+export function f32Bits(v: number): number {
+  bitsScratch[0] = v;
+  return bitsView[0]!;
+}

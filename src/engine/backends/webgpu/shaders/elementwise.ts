@@ -118,7 +118,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 /** div and pow per element type: i32 division by zero gives 0 (as the reference's Int32Array store of +-Infinity). */
-const BINARY_HELPERS = {
+export const BINARY_HELPERS = {
   float32: /* wgsl */ `
 fn div_(a: f32, b: f32) -> f32 { return a / b; }
 // Math.pow: negative bases with integer exponents keep their sign; pow(x, 0) = 1 (WGSL's pow is exp2(b log2 a)).

@@ -1,6 +1,7 @@
-// WGSL of the fused AdamW update (Backend.adamw) in three entry points, each with at most four storage
-// buffers (WebGPU's compatibility mode allows four per stage): the first moment, the second moment, then the
-// parameter from the new moments. Every float operation is the unfused op chain's, in its order.
+// WGSL of the fused AdamW update (Backend.adamw): one kernel (ADAMW, eight storage buffers) where the device
+// allows that many per stage, else three kernels of at most four (WebGPU's compatibility mode allows four):
+// the first moment, the second moment, then the parameter from the new moments. Every float operation is
+// the unfused op chain's, in its order, in both forms.
 //
 // Parameters: P(0) = n, P(1) = element clip on (0/1), Pf(2) = -clip, Pf(3) = clip, P(4) = norm clip on,
 // Pf(5) = max norm, Pf(6) = 1 - b1, Pf(7) = b1, Pf(8) = 1 - b2, Pf(9) = b2, Pf(10) = bc1, Pf(11) = bc2,
@@ -61,5 +62,32 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var update = (M[i] / Pf(10)) / (sqrt(V[i] / Pf(11)) + Pf(12));
   if (P(13) == 1u) { update = update + Pf(14) * p; }
   OUT[i] = p - Pf(15) * update;
+}
+`;
+
+/** The whole update in one kernel: G, M, V, NORM, PARAM in; M', V', P' out (bindings 1..8). */
+export const ADAMW = /* wgsl */ `${COMMON}
+@group(0) @binding(1) var<storage, read> G: array<f32>;
+@group(0) @binding(2) var<storage, read> M: array<f32>;
+@group(0) @binding(3) var<storage, read> V: array<f32>;
+@group(0) @binding(4) var<storage, read> NORM: array<f32>;
+@group(0) @binding(5) var<storage, read> PARAM: array<f32>;
+@group(0) @binding(6) var<storage, read_write> OUT_M: array<f32>;
+@group(0) @binding(7) var<storage, read_write> OUT_V: array<f32>;
+@group(0) @binding(8) var<storage, read_write> OUT_P: array<f32>;
+${CLIPPED}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = flatId(wid, nwg, lid);
+  if (i >= P(0)) { return; }
+  let c = clipped(G[i]);
+  let m = Pf(6) * c + Pf(7) * M[i];
+  let v = Pf(8) * (c * c) + Pf(9) * V[i];
+  OUT_M[i] = m;
+  OUT_V[i] = v;
+  let p = PARAM[i];
+  var update = (m / Pf(10)) / (sqrt(v / Pf(11)) + Pf(12));
+  if (P(13) == 1u) { update = update + Pf(14) * p; }
+  OUT_P[i] = p - Pf(15) * update;
 }
 `;

@@ -1,6 +1,10 @@
 // WGSL of the reduction family: sum / max over axis groups, cumulative sum / product.
 import type { ReduceOp } from "../../../backend.ts";
 import { COMMON, typeAlias } from "./common.ts";
+import { fusedDeclarations, type FusedProgram } from "./fused.ts";
+
+/** Parameter word where a fused input's program starts (the reduction itself uses P(0..21)). */
+export const REDUCE_PARAM_BASE = 24;
 
 function combineFns(op: ReduceOp, dtype: "float32" | "int32"): string {
   if (op === "sum") return `fn identity() -> T { return T(0); }\nfn combine(a: T, b: T) -> T { return a + b; }\n`;
@@ -18,11 +22,19 @@ function combineFns(op: ReduceOp, dtype: "float32" | "int32"): string {
  *
  * `rows`: one invocation per output, summing in blocks of 32 (error ~ (32 + R/32) eps instead of R eps).
  * `tree`: one workgroup per (output, chunk of R): strided partial sums, then a 256-way tree in workgroup memory.
+ *
+ * With `input` (float32 only) the reduced values are not a buffer but a fused elementwise expression
+ * (fused.ts) evaluated at each flat index: its leaves take bindings 1..k, the output k+1.
  */
-export function reduceSource(op: ReduceOp, dtype: "float32" | "int32"): string {
+export function reduceSource(op: ReduceOp, dtype: "float32" | "int32", input?: FusedProgram<unknown>): string {
+  const load = input
+    ? `${fusedDeclarations(input)}fn loadX(i: u32) -> T { return fused(i); }
+@group(0) @binding(${input.leaves.length + 1}) var<storage, read_write> Out: array<T>;`
+    : `@group(0) @binding(1) var<storage, read> X: array<T>;
+fn loadX(i: u32) -> T { return X[i]; }
+@group(0) @binding(2) var<storage, read_write> Out: array<T>;`;
   return `${typeAlias(dtype)}${COMMON}${combineFns(op, dtype)}
-@group(0) @binding(1) var<storage, read> X: array<T>;
-@group(0) @binding(2) var<storage, read_write> Out: array<T>;
+${load}
 
 fn keptOffset(o: u32) -> u32 {
   var rem = o;
@@ -62,7 +74,7 @@ fn rows(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var q = 0u; q < outer; q++) {
     let rb = base + reducedOffset(q, redRank - 1u);
     for (var j = 0u; j < inner; j++) {
-      part = combine(part, X[rb + j * innerStride]);
+      part = combine(part, loadX(rb + j * innerStride));
       count++;
       if (count == 32u) {
         acc = combine(acc, part);
@@ -86,7 +98,7 @@ fn tree(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
   let redRank = P(3);
   var acc = identity();
   for (var r = begin + t; r < end; r += 256u) {
-    acc = combine(acc, X[base + reducedOffset(r, redRank)]);
+    acc = combine(acc, loadX(base + reducedOffset(r, redRank)));
   }
   scratch[t] = acc;
   workgroupBarrier();

@@ -1,0 +1,229 @@
+// Elementwise fusion in the WebGpuBackend (src/engine/backends/webgpu/fusion.ts): chains of float32 unary
+// and binary ops become one kernel, reductions evaluate their fused input in their loads, and results equal
+// the unfused kernels and the reference CPU backend. Also the hazards: inputs freed while an expression still
+// reads them, expressions past the kernel limits, one-element expressions broadcast, NaN/infinities.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as td from "../../src/engine/index.ts";
+import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
+import { WebGpuBackend } from "../../src/engine/backends/webgpu/index.ts";
+import { kernels, webgpuBackend } from "./helpers.ts";
+import { assertTensorClose, randomLeaves, type Leaves } from "../helpers/backend-parity.ts";
+
+after(() => td.setBackend(new CpuBackend()));
+
+let unfused: WebGpuBackend | null = null;
+/** The same device's kernels, one dispatch per elementwise op (fuseElementwise: false). */
+async function unfusedBackend(): Promise<WebGpuBackend> {
+  unfused ??= new WebGpuBackend(await kernels(), { fuseElementwise: false });
+  return unfused;
+}
+
+interface Run {
+  values: Float64Array[];
+  /** Dispatches recorded for fn (the uploads of the inputs excluded). */
+  dispatches: number;
+}
+
+/** fn on a backend over float32 copies of the leaves, inside a tidy; results read back. */
+async function onBackend(backend: td.Backend, leaves: Leaves, fn: (p: Map<string, td.Tensor>) => td.Tensor[]): Promise<Run> {
+  td.setBackend(backend);
+  try {
+    const inputs = new Map([...leaves].map(([k, v]) => [k, td.tensor(v.values, v.shape, "float32")] as const));
+    const before = backend instanceof WebGpuBackend ? backend.stats().dispatches : 0;
+    const outs = td.tidy(() => fn(inputs));
+    backend.flush();
+    const dispatches = backend instanceof WebGpuBackend ? backend.stats().dispatches - before : 0;
+    const values = await Promise.all(outs.map((t) => t.read()));
+    td.dispose([...outs, ...inputs.values()]);
+    return { values: values.map((v) => Float64Array.from(v)), dispatches };
+  } finally {
+    td.setBackend(new CpuBackend());
+  }
+}
+
+/** Runs fn on the reference, the unfused and the fused WebGPU backend. */
+async function threeWays(leaves: Leaves, fn: (p: Map<string, td.Tensor>) => td.Tensor[]): Promise<{ ref: Run; plain: Run; fused: Run }> {
+  const ref = await onBackend(new CpuBackend(), leaves, fn);
+  const plain = await onBackend(await unfusedBackend(), leaves, fn);
+  const fused = await onBackend(await webgpuBackend(), leaves, fn);
+  return { ref, plain, fused };
+}
+
+/** Largest difference relative to the largest magnitude of b (ulp-level: ~6e-8 per rounding). */
+function relDiff(a: Float64Array, b: Float64Array): number {
+  let worst = 0, scale = 0;
+  for (let i = 0; i < a.length; i++) {
+    worst = Math.max(worst, Math.abs(a[i]! - b[i]!));
+    scale = Math.max(scale, Math.abs(b[i]!));
+  }
+  return worst / (scale || 1);
+}
+
+test("a chain of broadcast elementwise ops and a reduction: fused equals unfused and the reference, in far fewer dispatches", async () => {
+  const leaves = randomLeaves({ x: [6, 5, 7, 4], scale: [4], bias: [1, 1, 1, 4], rows: [6, 1, 1, 1] }, 3);
+  const fn = (p: Map<string, td.Tensor>): td.Tensor[] => {
+    const x = p.get("x")!;
+    const h = td.gelu(td.add(td.mul(x, p.get("scale")!), p.get("bias")!));
+    const z = td.div(td.exp(td.neg(td.square(h))), td.add(td.abs(h), 1));
+    const w = td.sub(td.maximum(z, 0.1), td.minimum(td.tanh(h), td.mul(p.get("rows")!, 0.5)));
+    const v = td.add(td.mul(td.sin(w), td.cos(x)), td.where(td.greater(x, 0), td.sqrt(td.abs(x)), td.pow(w, 2)));
+    return [v, td.sum(td.mul(v, v), [1, 2]), td.mean(td.square(td.clip(x, -0.3, 0.3)))];
+  };
+  const { ref, plain, fused } = await threeWays(leaves, fn);
+  const names = ["v", "sum of squares over axes 1, 2", "mean of clipped squares"];
+  fused.values.forEach((got, i) => {
+    // Same WGSL per op; only FMA contraction by the shader compiler may differ: a few float32 roundings.
+    const d = relDiff(got, plain.values[i]!);
+    assert.ok(d <= 1e-6, `${names[i]}: fused vs unfused ${d}`);
+    // float32 vs the reference's float64 accumulation and exact sin/cos/tanh: 1e-5 of the scale.
+    assertTensorClose(got, ref.values[i]!, 1e-5, names[i]!);
+  });
+  console.log(`# dispatches: unfused ${plain.dispatches}, fused ${fused.dispatches}`);
+  // 22 elementwise ops, a select and three reductions: the fused expressions feed the reductions directly;
+  // what is left is the select (an unfused kernel), its operands, v itself and the reductions.
+  assert.ok(plain.dispatches >= 25, `unfused dispatches ${plain.dispatches}`);
+  assert.ok(fused.dispatches <= 9, `fused dispatches ${fused.dispatches}`);
+});
+
+test("sum(square(clip(g))) is one reduction reading g: the clip and square outputs are never computed", async () => {
+  const gpu = await webgpuBackend();
+  for (const shape of [[3, 3, 16, 16], [100_000], [37]]) {
+    const leaves = randomLeaves({ g: shape }, 5);
+    const fn = (p: Map<string, td.Tensor>): td.Tensor[] => [td.sum(td.square(td.clip(p.get("g")!, -0.3, 0.3)))];
+    const ref = await onBackend(new CpuBackend(), leaves, fn);
+    const before = gpu.stats().fusion!;
+    const fused = await onBackend(gpu, leaves, fn);
+    const after = gpu.stats().fusion!;
+    assertTensorClose(fused.values[0]!, ref.values[0]!, 1e-5, `[${shape}]`);
+    // One pass over g (a large input adds the sum of the per-chunk partial sums), the clip's two ops and the
+    // square dropped.
+    assert.ok(fused.dispatches <= 2, `[${shape}]: ${fused.dispatches} dispatches`);
+    assert.equal(after.dropped - before.dropped, 3, `[${shape}]: clip (maximum, minimum) and square outputs dropped`);
+    assert.equal(after.reductionsFused - before.reductionsFused, 1);
+  }
+});
+
+test("an input freed while a pending expression reads it is kept until the expression has run", async () => {
+  const gpu = await webgpuBackend();
+  td.setBackend(gpu);
+  try {
+    const x = td.tensor(Float32Array.from({ length: 4096 }, (_, i) => (i % 97) / 97), [4096], "float32");
+    const y = td.add(td.mul(td.exp(x), 2), 1); // pending, reads x
+    x.dispose(); // x's buffer must not go back to the pool yet
+    // Allocate and write buffers of x's size class: a premature reuse would overwrite x's values.
+    const noise = Array.from({ length: 8 }, (_, k) => td.full([4096], 1000 + k, "float32"));
+    const fresh = td.add(noise[0]!, noise[1]!);
+    const [got, freshValues] = await Promise.all([y.read(), fresh.read()]);
+    for (let i = 0; i < 4096; i++) {
+      const expected = Math.fround(Math.fround(Math.fround(Math.exp(Math.fround((i % 97) / 97))) * 2) + 1);
+      assert.ok(Math.abs(got[i]! - expected) <= 4e-7 * expected, `y[${i}] = ${got[i]}, expected ${expected}`);
+    }
+    assert.equal(freshValues[0], 2001);
+    td.dispose([y, fresh, ...noise]);
+    gpu.flush();
+    const { pending, held } = gpu.stats().fusion!;
+    assert.deepEqual({ pending, held }, { pending: 0, held: 0 });
+  } finally {
+    td.setBackend(new CpuBackend());
+  }
+});
+
+test("expressions past the kernel limits (bindings, tree size, parameter words) are split, and values stay right", async () => {
+  const spec: Record<string, number[]> = {};
+  for (let k = 0; k < 24; k++) spec[`t${k}`] = [33, 17];
+  spec.col = [33, 1];
+  const leaves = randomLeaves(spec, 7);
+  const fn = (p: Map<string, td.Tensor>): td.Tensor[] => {
+    // 24 distinct buffers summed: more than any adapter's storage-buffer bindings per kernel.
+    let total = p.get("t0")!;
+    for (let k = 1; k < 24; k++) total = td.add(total, p.get(`t${k}`)!);
+    // 120 unary ops in a row: past the tree-size bound.
+    let deep = p.get("t1")!;
+    for (let k = 0; k < 40; k++) deep = td.tanh(td.add(td.mul(deep, 1.25), -0.01 * k));
+    // 60 different constants and broadcast reads (strided parameters): past the parameter budget.
+    let consts = p.get("t2")!;
+    for (let k = 0; k < 30; k++) consts = td.add(td.mul(consts, 1 - k / 64), td.mul(p.get("col")!, k / 32));
+    // A shared subexpression used many times (x*x chains double the tree each step).
+    let shared = td.mul(p.get("t3")!, 0.5);
+    for (let k = 0; k < 12; k++) shared = td.tanh(td.sub(td.mul(shared, shared), shared));
+    return [total, deep, consts, shared, td.sum(td.add(total, deep), [0])];
+  };
+  const { ref, plain, fused } = await threeWays(leaves, fn);
+  const names = ["24-term sum", "deep chain", "constants", "shared", "reduction of a split expression"];
+  fused.values.forEach((got, i) => {
+    assert.ok(relDiff(got, plain.values[i]!) <= 1e-6, `${names[i]}: fused vs unfused ${relDiff(got, plain.values[i]!)}`);
+    assertTensorClose(got, ref.values[i]!, 1e-4, names[i]!);
+  });
+  console.log(`# dispatches past the limits: unfused ${plain.dispatches}, fused ${fused.dispatches}`);
+  assert.ok(fused.dispatches < plain.dispatches / 4, `fused ${fused.dispatches} vs unfused ${plain.dispatches}`);
+});
+
+test("a pending one-element expression broadcast over a tensor, and a scalar read", async () => {
+  const leaves = randomLeaves({ x: [9, 11] }, 9);
+  const fn = (p: Map<string, td.Tensor>): td.Tensor[] => {
+    const x = p.get("x")!;
+    const norm = td.sqrt(td.sum(td.square(x))); // a reduction, then a pending one-element sqrt
+    const scale = td.where(td.less(norm, 0.5), td.scalar(1, "float32"), td.div(0.5, norm)); // select: unfused
+    const factor = td.add(td.mul(norm, 0.25), 1); // pending, one element
+    return [td.mul(td.mul(x, factor), scale), norm, factor];
+  };
+  const { ref, fused } = await threeWays(leaves, fn);
+  fused.values.forEach((got, i) => assertTensorClose(got, ref.values[i]!, 2e-6, `output ${i}`));
+});
+
+test("NaN, infinities and signed zeros go through fused ops as through the unfused kernels", async () => {
+  const special = [NaN, Infinity, -Infinity, 0, -0, 1, -1, 3.5, -2.25, 1e-30, 1e30, 0.5];
+  const a = new Float64Array(special.length * special.length);
+  const b = new Float64Array(special.length * special.length);
+  special.forEach((u, i) => special.forEach((v, j) => {
+    a[i * special.length + j] = u;
+    b[i * special.length + j] = v;
+  }));
+  const leaves: Leaves = new Map([["a", { values: a, shape: [a.length] }], ["b", { values: b, shape: [b.length] }]]);
+  const fn = (p: Map<string, td.Tensor>): td.Tensor[] => {
+    const x = p.get("a")!, y = p.get("b")!;
+    return [
+      td.add(td.maximum(x, y), td.minimum(y, x)),
+      td.mul(td.sub(x, y), td.div(y, x)),
+      td.add(td.greaterEqual(x, y), td.mul(td.equal(x, y), 2)),
+      td.mul(td.sign(x), td.abs(td.neg(y))),
+      td.clip(td.add(x, y), -1, 1),
+    ];
+  };
+  const { plain, fused } = await threeWays(leaves, fn);
+  fused.values.forEach((got, i) => {
+    for (let k = 0; k < got.length; k++) {
+      const e = plain.values[i]![k]!;
+      assert.ok(Object.is(got[k], e) || (Number.isNaN(got[k]) && Number.isNaN(e)), `output ${i}, ${a[k]} and ${b[k]}: fused ${got[k]}, unfused ${e}`);
+    }
+  });
+});
+
+test("a long loop of fused steps: nothing stays pending or held, and the pool stops growing", async () => {
+  const gpu = await webgpuBackend();
+  td.setBackend(gpu);
+  try {
+    let x = td.keep(td.random.normal(td.random.key(1), [64, 32], "float32"));
+    const bytes: number[] = [];
+    for (let step = 0; step < 40; step++) {
+      const next = td.tidy(() => {
+        const g = td.mul(td.tanh(x), td.sub(1, td.square(td.tanh(x))));
+        const norm = td.sqrt(td.sum(td.square(g)));
+        return td.sub(x, td.mul(td.div(g, td.add(norm, 1e-6)), 0.01));
+      });
+      x.dispose();
+      x = td.keep(next);
+      gpu.flush();
+      await x.read();
+      bytes.push(gpu.stats().allocatedBytes);
+    }
+    const fusion = gpu.stats().fusion!;
+    assert.ok(fusion.dropped > 0 && fusion.materialized > 0);
+    assert.deepEqual({ pending: fusion.pending, held: fusion.held }, { pending: 0, held: 0 });
+    assert.deepEqual(bytes.slice(10), Array(30).fill(bytes[10]), `pool bytes grow: ${bytes.join(", ")}`);
+    x.dispose();
+  } finally {
+    td.setBackend(new CpuBackend());
+  }
+});
