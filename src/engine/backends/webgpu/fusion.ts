@@ -52,6 +52,8 @@ export interface FusionStats {
   /** Now: expressions not yet materialized or dropped, and buffers they keep from the pool. */
   pending: number;
   held: number;
+  /** Constants uploaded but not written (no kernel has bound them). */
+  unwrittenConstants: number;
 }
 
 export class ElementwiseFusion<A extends { readonly length: number }> {
@@ -63,16 +65,20 @@ export class ElementwiseFusion<A extends { readonly length: number }> {
   private readonly releaseWhenFree = new Set<A>();
   /** Values of one-element float32 arrays uploaded from the host (constants go into parameters, not bindings). */
   private readonly constants = new WeakMap<A, number>();
+  /** Constants whose buffer is written only if a kernel binds it (most are only ever parameters). */
+  private readonly unwritten = new Map<A, () => void>();
   private readonly counters = { ops: 0, materialized: 0, dropped: 0, reductionsFused: 0 };
 
   constructor(private readonly target: FusionTarget<A>) {}
 
   stats(): FusionStats {
-    return { ...this.counters, pending: this.pending.size, held: this.holds.size };
+    return { ...this.counters, pending: this.pending.size, held: this.holds.size, unwrittenConstants: this.unwritten.size };
   }
 
-  noteConstant(array: A, value: number): void {
+  /** A one-element array holding `value`; `write` (if given) fills its buffer, and runs when a kernel needs it. */
+  noteConstant(array: A, value: number, write: (() => void) | null = null): void {
     this.constants.set(array, value);
+    if (write) this.unwritten.set(array, write);
   }
 
   unary(op: UnaryOp, x: A, out: A): void {
@@ -106,6 +112,11 @@ export class ElementwiseFusion<A extends { readonly length: number }> {
 
   /** Computes `array` into its buffer if it is pending (before a kernel reads it or a host read). */
   materialize(array: A): void {
+    const write = this.unwritten.get(array);
+    if (write) {
+      this.unwritten.delete(array);
+      write();
+    }
     const p = this.pending.get(array);
     if (!p) return;
     this.pending.delete(array);
@@ -132,6 +143,7 @@ export class ElementwiseFusion<A extends { readonly length: number }> {
   /** The owner is done with `array`: a pending one is dropped uncomputed, a held one freed later. */
   release(array: A): void {
     this.constants.delete(array);
+    this.unwritten.delete(array);
     const p = this.pending.get(array);
     if (p) {
       this.pending.delete(array);
@@ -164,10 +176,13 @@ export class ElementwiseFusion<A extends { readonly length: number }> {
 
   /** An operand of an op with `n` outputs; shapes null for a unary op (same size). */
   private operand(x: A, shape: Shape | null, outShape: Shape | null, n: number): Part<A> {
-    if (x.length === n) return this.pending.get(x) ?? leafPart(x, SAME);
     if (x.length === 1) {
+      // (A constant's buffer may be unwritten: it is never read as a leaf.)
       const value = this.constants.get(x);
       if (value !== undefined) return { expr: { kind: "constant", value }, leaves: [], nodes: 1, paramWords: 1, from: null, fromIndex: SAME };
+    }
+    if (x.length === n) return this.pending.get(x) ?? leafPart(x, SAME);
+    if (x.length === 1) {
       const p = this.pending.get(x);
       // A pending one-element expression reads only one-element leaves: index them at 0 instead of i.
       if (p) return { expr: atFirst(p.expr, new Map()), leaves: p.leaves, nodes: p.nodes, paramWords: p.paramWords, from: x, fromIndex: FIRST };

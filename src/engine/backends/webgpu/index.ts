@@ -83,9 +83,14 @@ export class WebGpuBackend implements Backend {
   }
   upload(values: TypedArray): GpuArray {
     if (values instanceof Float64Array) throw new Error(F64_MESSAGE);
-    const array = this.kernels.upload(values);
-    if (values.length === 1 && values instanceof Float32Array) this.fusion?.noteConstant(array, values[0]!);
-    return array;
+    if (this.fusion && values.length === 1 && values instanceof Float32Array) {
+      // A constant: fused consumers take it as a parameter; its buffer is written only if a kernel binds it.
+      const array = this.kernels.uploadTarget(values);
+      const copy = values.slice();
+      this.fusion.noteConstant(array, copy[0]!, () => this.kernels.write(array, copy));
+      return array;
+    }
+    return this.kernels.upload(values);
   }
   read(data: GpuArray): Promise<TypedArray> {
     this.ready(data);
@@ -108,8 +113,12 @@ export class WebGpuBackend implements Backend {
   }
 
   unary(op: UnaryOp, x: GpuArray, out: GpuArray): void {
-    if (this.fusion && x.dtype === "float32" && out.dtype === "float32" && out.length > 0) this.fusion.unary(op, x, out);
-    else this.kernels.unary(op, x, out);
+    if (this.fusion && x.dtype === "float32" && out.dtype === "float32" && out.length > 0) {
+      this.fusion.unary(op, x, out);
+    } else {
+      this.ready(x);
+      this.kernels.unary(op, x, out);
+    }
     this.recorded();
   }
   binary(op: BinaryOp, a: GpuArray, aShape: Shape, b: GpuArray, bShape: Shape, out: GpuArray, outShape: Shape): void {
@@ -128,8 +137,12 @@ export class WebGpuBackend implements Backend {
   }
   reduce(op: ReduceOp, x: GpuArray, shape: Shape, axes: readonly number[], out: GpuArray): void {
     const program = this.fusion?.programFor(x);
-    if (program) this.kernels.reduceFused(op, program, shape, axes, out);
-    else this.kernels.reduce(op, x, shape, axes, out);
+    if (program) {
+      this.kernels.reduceFused(op, program, shape, axes, out);
+    } else {
+      this.ready(x);
+      this.kernels.reduce(op, x, shape, axes, out);
+    }
     this.recorded();
   }
   cumulative(op: "sum" | "prod", x: GpuArray, shape: Shape, axis: number, reverse: boolean, out: GpuArray): void {

@@ -18,8 +18,8 @@ import { CONV2D, CONV2D_KERNEL_GRAD, MATMUL } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
 import { LAYER_NORM, LAYER_NORM_GRAD_X } from "./shaders/norm.ts";
 import { ADAMW, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
-import { cumulativeSource, reduceSource } from "./shaders/reduce.ts";
-import { fusedElementwiseSource, type FusedProgram } from "./shaders/fused.ts";
+import { REDUCE_PARAM_BASE, cumulativeSource, reduceSource } from "./shaders/reduce.ts";
+import { FUSED_ELEMENTWISE_PARAM_BASE, fusedElementwiseSource, type FusedProgram } from "./shaders/fused.ts";
 import { SCAN, SCATTER_COUNT, SCATTER_FILL, SCATTER_UNIQUE, scatterSumSource } from "./shaders/scatter.ts";
 
 export type GpuDType = "float32" | "int32";
@@ -134,6 +134,8 @@ export class WebGpuKernels {
   private nextBufferId = 1;
   private bindGroupsCreated = 0;
   private readonly modules = new Map<string, GPUShaderModule>();
+  /** Fused programs' bodies -> short ids, so that pipeline and bind-group keys do not embed (and rehash) WGSL text. */
+  private readonly programIds = new Map<string, number>();
   private readonly passes = new Map<Encoder, GPUComputePassEncoder>();
   private readonly released = new WeakSet<GpuArray>();
   private current: Encoder | null = null;
@@ -190,15 +192,27 @@ export class WebGpuKernels {
 
   /** Copies values into a new GPU array (queue.writeBuffer: it happens before any command not yet submitted). */
   upload(data: Float32Array | Int32Array | Float64Array): GpuArray {
+    const a = this.uploadTarget(data);
+    this.write(a, data as Float32Array | Int32Array); // (uploadTarget refuses float64)
+    return a;
+  }
+
+  /**
+   * The array upload() would fill, not yet written: write() must follow before the next submit that runs
+   * a command reading it (a buffer taken here has no unsubmitted readers, so writing later is as good).
+   */
+  uploadTarget(data: Float32Array | Int32Array | Float64Array): GpuArray {
     if (data instanceof Float64Array) throw new Error("webgpu: float64 is not supported (WGSL has no f64); cast to float32 first");
     const dtype: GpuDType = data instanceof Float32Array ? "float32" : "int32";
-    const a: GpuArray = { buffer: this.pool.acquire(data.length * 4, true), length: data.length, dtype };
-    if (data.length > 0) {
-      // Views of shared memory (the Wasm heap) are copied first: writeBuffer wants an ordinary buffer.
-      const src = data.buffer instanceof ArrayBuffer ? data : data.slice();
-      this.device.queue.writeBuffer(a.buffer, 0, src.buffer as ArrayBuffer, src.byteOffset, src.byteLength);
-    }
-    return a;
+    return { buffer: this.pool.acquire(data.length * 4, true), length: data.length, dtype };
+  }
+
+  /** Writes an uploadTarget()'s values. */
+  write(a: GpuArray, data: Float32Array | Int32Array): void {
+    if (data.length === 0) return;
+    // Views of shared memory (the Wasm heap) are copied first: writeBuffer wants an ordinary buffer.
+    const src = data.buffer instanceof ArrayBuffer ? data : data.slice();
+    this.device.queue.writeBuffer(a.buffer, 0, src.buffer as ArrayBuffer, src.byteOffset, src.byteLength);
   }
 
   /** Submits pending work, then copies the values back. */
@@ -475,12 +489,19 @@ export class WebGpuKernels {
   }
 
   /** out[i] = the fused float32 expression at i, for i < out.length. */
-  fusedElementwise(program: FusedProgram<GpuArray>, out: GpuArray, enc: Encoder = this.encoder()): void {
+  /** out = the program at each index; `paramBase` is where compileExpr put its parameters. */
+  fusedElementwise(program: FusedProgram<GpuArray>, out: GpuArray, enc: Encoder = this.encoder(), paramBase = FUSED_ELEMENTWISE_PARAM_BASE): void {
     if (out.dtype !== "float32") throw new Error(`webgpu fusedElementwise: float32 output only, got ${out.dtype}`);
     const n = out.length;
-    const params = [n, 0, 0, 0, ...program.params];
+    const params = [n, ...new Array<number>(paramBase - 1).fill(0), ...program.params];
     const buffers = [...program.leaves.map((l) => l.buffer), out.buffer];
-    this.run(enc, `fused:${program.body}`, () => fusedElementwiseSource(program), "main", params, buffers, this.grid(n));
+    this.run(enc, `fused#${this.programId(program)}`, () => fusedElementwiseSource(program), "main", params, buffers, this.grid(n));
+  }
+
+  private programId(program: FusedProgram<GpuArray>): number {
+    let id = this.programIds.get(program.body);
+    if (id === undefined) this.programIds.set(program.body, (id = this.programIds.size));
+    return id;
   }
 
   private reduceInput(op: ReduceOp, x: GpuArray | FusedProgram<GpuArray>, shape: Shape, axes: readonly number[], out: GpuArray, enc: Encoder): void {
@@ -508,14 +529,15 @@ export class WebGpuKernels {
       lastKind = isRed;
     }
     if (red.length === 0) {
-      if (fused) this.fusedElementwise(fused, out, enc);
+      // (A reduction's program has its parameters at REDUCE_PARAM_BASE.)
+      if (fused) this.fusedElementwise(fused, out, enc, REDUCE_PARAM_BASE);
       else this.copy(enc, (x as GpuArray).buffer, 0, out.buffer, 0, out.length * 4);
       return;
     }
     if (kept.length > 4 || red.length > 4) throw new Error(`webgpu reduce: too many alternating axis groups in ${JSON.stringify(shape)} over ${JSON.stringify(axes)}`);
     const outputs = product(kept.map((k) => k[0]));
     const R = product(red.map((r) => r[0]));
-    const key = fused ? `reduce:${op}:fused:${fused.body}` : `reduce:${op}:${dtype}`;
+    const key = fused ? `reduce:${op}:fused#${this.programId(fused)}` : `reduce:${op}:${dtype}`;
     const source = (): string => reduceSource(op, dtype, fused ?? undefined);
     const inputs = fused ? fused.leaves.map((l) => l.buffer) : [(x as GpuArray).buffer];
     const extra = fused ? [0, 0, ...fused.params] : [];

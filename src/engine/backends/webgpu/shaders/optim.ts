@@ -25,69 +25,45 @@ fn clipped(g: f32) -> f32 {
 }
 `;
 
-/** A moment update from the clipped gradient c: OUT[i] = `expr` of c and OLD[i]. Bindings: G, OLD, NORM, OUT. */
-function momentSource(expr: string): string {
-  return /* wgsl */ `${COMMON}
-@group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read> OLD: array<f32>;
-@group(0) @binding(3) var<storage, read> NORM: array<f32>;
-@group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
-${CLIPPED}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = flatId(wid, nwg, lid);
-  if (i >= P(0)) { return; }
-  let c = clipped(G[i]);
-  OUT[i] = ${expr};
-}
-`;
-}
-
-/** m' = (1 - b1) c + b1 m. */
-export const ADAMW_M = momentSource("Pf(6) * c + Pf(7) * OLD[i]");
-/** v' = (1 - b2) c^2 + b2 v. */
-export const ADAMW_V = momentSource("Pf(8) * (c * c) + Pf(9) * OLD[i]");
-
-/** OUT = p - lr ((m/bc1) / (sqrt(v/bc2) + eps) + wd p). Bindings: PARAM, M (new), V (new), OUT. */
-export const ADAMW_P = /* wgsl */ `${COMMON}
-@group(0) @binding(1) var<storage, read> PARAM: array<f32>;
-@group(0) @binding(2) var<storage, read> M: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read_write> OUT: array<f32>;
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = flatId(wid, nwg, lid);
-  if (i >= P(0)) { return; }
-  let p = PARAM[i];
-  var update = (M[i] / Pf(10)) / (sqrt(V[i] / Pf(11)) + Pf(12));
-  if (P(13) == 1u) { update = update + Pf(14) * p; }
-  OUT[i] = p - Pf(15) * update;
-}
-`;
-
-/** The whole update in one kernel: G, M, V, NORM, PARAM in; M', V', P' out (bindings 1..8). */
-export const ADAMW = /* wgsl */ `${COMMON}
-@group(0) @binding(1) var<storage, read> G: array<f32>;
-@group(0) @binding(2) var<storage, read> M: array<f32>;
-@group(0) @binding(3) var<storage, read> V: array<f32>;
-@group(0) @binding(4) var<storage, read> NORM: array<f32>;
-@group(0) @binding(5) var<storage, read> PARAM: array<f32>;
-@group(0) @binding(6) var<storage, read_write> OUT_M: array<f32>;
-@group(0) @binding(7) var<storage, read_write> OUT_V: array<f32>;
-@group(0) @binding(8) var<storage, read_write> OUT_P: array<f32>;
-${CLIPPED}
-@compute @workgroup_size(256)
-fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-  let i = flatId(wid, nwg, lid);
-  if (i >= P(0)) { return; }
-  let c = clipped(G[i]);
-  let m = Pf(6) * c + Pf(7) * M[i];
-  let v = Pf(8) * (c * c) + Pf(9) * V[i];
-  OUT_M[i] = m;
-  OUT_V[i] = v;
-  let p = PARAM[i];
+// The update's steps, shared by both forms (so they round identically).
+const STEPS = /* wgsl */ `
+fn newM(c: f32, m: f32) -> f32 { return Pf(6) * c + Pf(7) * m; }
+fn newV(c: f32, v: f32) -> f32 { return Pf(8) * (c * c) + Pf(9) * v; }
+fn newP(p: f32, m: f32, v: f32) -> f32 {
   var update = (m / Pf(10)) / (sqrt(v / Pf(11)) + Pf(12));
   if (P(13) == 1u) { update = update + Pf(14) * p; }
-  OUT_P[i] = p - Pf(15) * update;
+  return p - Pf(15) * update;
 }
 `;
+
+/** A kernel over i < P(0) with the named f32 buffers at bindings 1, 2, ... (`out` ones writable). */
+function updateKernel(inputs: readonly string[], outputs: readonly string[], body: string): string {
+  const bindings = [...inputs, ...outputs].map((name, k) =>
+    `@group(0) @binding(${k + 1}) var<storage, ${k < inputs.length ? "read" : "read_write"}> ${name}: array<f32>;`);
+  return /* wgsl */ `${COMMON}
+${bindings.join("\n")}
+${inputs.includes("NORM") ? CLIPPED : ""}${STEPS}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = flatId(wid, nwg, lid);
+  if (i >= P(0)) { return; }
+${body}
+}
+`;
+}
+
+/** The whole update in one kernel: G, M, V, NORM, PARAM in; M', V', P' out (bindings 1..8). */
+export const ADAMW = updateKernel(["G", "M", "V", "NORM", "PARAM"], ["OUT_M", "OUT_V", "OUT_P"], `
+  let c = clipped(G[i]);
+  let m = newM(c, M[i]);
+  let v = newV(c, V[i]);
+  OUT_M[i] = m;
+  OUT_V[i] = v;
+  OUT_P[i] = newP(PARAM[i], m, v);`);
+
+/** m' = (1 - b1) c + b1 m. Bindings: G, M, NORM, OUT. */
+export const ADAMW_M = updateKernel(["G", "M", "NORM"], ["OUT"], "  OUT[i] = newM(clipped(G[i]), M[i]);");
+/** v' = (1 - b2) c^2 + b2 v. Bindings: G, V, NORM, OUT. */
+export const ADAMW_V = updateKernel(["G", "V", "NORM"], ["OUT"], "  OUT[i] = newV(clipped(G[i]), V[i]);");
+/** p' = p - lr ((m/bc1) / (sqrt(v/bc2) + eps) + wd p) from the new moments. Bindings: PARAM, M, V, OUT. */
+export const ADAMW_P = updateKernel(["PARAM", "M", "V"], ["OUT"], "  OUT[i] = newP(PARAM[i], M[i], V[i]);");
