@@ -3,9 +3,11 @@
 // way values come back. float64 stays on the host backends: WGSL has no f64.
 //
 // float32 unary and binary ops are fused (fusion.ts): they record an expression instead of a dispatch, and
-// every other method first materializes the pending arrays it is handed (`ready`).
+// every other method first materializes the pending arrays it is handed (`ready`). Kernel flips are
+// pending too (flips.ts): conv2d reads a pending flip's source flipped.
 import type { AdamWArgs, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
 import { describeAdapter, type GpuDeviceOptions } from "./device.ts";
+import { PendingFlips, type FlipStats } from "./flips.ts";
 import { ElementwiseFusion, type FusionStats } from "./fusion.ts";
 import { coalesce, WebGpuKernels, type GpuArray, type KernelStats, type WebGpuKernelsOptions } from "./kernels.ts";
 
@@ -23,6 +25,7 @@ export interface WebGpuBackendOptions extends GpuDeviceOptions, WebGpuKernelsOpt
 
 export interface WebGpuBackendStats extends KernelStats {
   fusion: FusionStats | null;
+  flips: FlipStats;
 }
 
 const F64_MESSAGE = "the webgpu backend has no float64 (WGSL has no f64): use float32, or the cpu backend for float64";
@@ -33,6 +36,7 @@ export class WebGpuBackend implements Backend {
   private readonly autoFlushCalls: number;
   private callsSinceFlush = 0;
   private readonly fusion: ElementwiseFusion<GpuArray> | null;
+  private readonly flips: PendingFlips<GpuArray>;
 
   constructor(kernels: WebGpuKernels, options: WebGpuBackendOptions = {}) {
     this.kernels = kernels;
@@ -45,6 +49,10 @@ export class WebGpuBackend implements Backend {
         const c = coalesce(sizes, [strides]);
         return { sizes: c.sizes, strides: c.strides[0]! };
       },
+    });
+    this.flips = new PendingFlips<GpuArray>({
+      flip: (source, shape, out) => kernels.flipKernel(source, shape, out),
+      release: (array) => this.releaseNow(array),
     });
   }
 
@@ -59,13 +67,15 @@ export class WebGpuBackend implements Backend {
   }
 
   stats(): WebGpuBackendStats {
-    return { ...this.kernels.stats(), fusion: this.fusion?.stats() ?? null };
+    return { ...this.kernels.stats(), fusion: this.fusion?.stats() ?? null, flips: this.flips.stats() };
   }
 
   /** Computes the pending (fused, not yet dispatched) arrays among these, before a kernel uses them. */
   private ready(...arrays: GpuArray[]): void {
-    if (!this.fusion) return;
-    for (const a of arrays) this.fusion.materialize(a);
+    for (const a of arrays) {
+      this.flips.materialize(a);
+      this.fusion?.materialize(a);
+    }
   }
 
   /** Counts a recorded call; submits when the encoder has grown long. */
@@ -78,6 +88,9 @@ export class WebGpuBackend implements Backend {
     return this.kernels.alloc(dtype, size);
   }
   release(data: GpuArray): void {
+    if (!this.flips.release(data)) this.releaseNow(data);
+  }
+  private releaseNow(data: GpuArray): void {
     if (this.fusion) this.fusion.release(data);
     else this.kernels.release(data);
   }
@@ -114,6 +127,7 @@ export class WebGpuBackend implements Backend {
 
   unary(op: UnaryOp, x: GpuArray, out: GpuArray): void {
     if (this.fusion && x.dtype === "float32" && out.dtype === "float32" && out.length > 0) {
+      this.flips.materialize(x);
       this.fusion.unary(op, x, out);
     } else {
       this.ready(x);
@@ -123,6 +137,8 @@ export class WebGpuBackend implements Backend {
   }
   binary(op: BinaryOp, a: GpuArray, aShape: Shape, b: GpuArray, bShape: Shape, out: GpuArray, outShape: Shape): void {
     if (this.fusion && out.dtype === "float32" && a.dtype === "float32" && b.dtype === "float32" && out.length > 0) {
+      this.flips.materialize(a);
+      this.flips.materialize(b);
       this.fusion.binary(op, a, aShape, b, bShape, out, outShape);
     } else {
       this.ready(a, b);
@@ -156,8 +172,14 @@ export class WebGpuBackend implements Backend {
     this.recorded();
   }
   conv2d(x: GpuArray, kernel: GpuArray, out: GpuArray, args: ConvArgs): void {
-    this.ready(x, kernel, out);
-    this.kernels.conv2d(x, kernel, out, args);
+    const flip = this.flips.fold(kernel);
+    this.ready(x, out);
+    if (flip) {
+      this.kernels.conv2dFlipped(x, flip.source, out, args);
+    } else {
+      this.ready(kernel);
+      this.kernels.conv2d(x, kernel, out, args);
+    }
     this.recorded();
   }
   conv2dKernelGrad(x: GpuArray, g: GpuArray, out: GpuArray, args: ConvArgs): void {
@@ -188,8 +210,7 @@ export class WebGpuBackend implements Backend {
   }
   flipKernel(kernel: GpuArray, kh: number, kw: number, c: number, o: number, out: GpuArray): void {
     this.ready(kernel, out);
-    this.kernels.flipKernel(kernel, [kh, kw, c, o], out);
-    this.recorded();
+    this.flips.record(kernel, [kh, kw, c, o], out); // run only if something other than conv2d reads it
   }
   gather(x: GpuArray, index: GpuArray, out: GpuArray): void {
     this.ready(x, index, out);

@@ -136,7 +136,8 @@ export class WebGpuKernels {
   private readonly modules = new Map<string, GPUShaderModule>();
   /** Fused programs' bodies -> short ids, so that pipeline and bind-group keys do not embed (and rehash) WGSL text. */
   private readonly programIds = new Map<string, number>();
-  private readonly passes = new Map<Encoder, GPUComputePassEncoder>();
+  /** Each encoder's open compute pass and the pipeline last set on it (setPipeline is skipped when unchanged). */
+  private readonly passes = new Map<Encoder, { pass: GPUComputePassEncoder; pipeline: GPUComputePipeline | null }>();
   private readonly released = new WeakSet<GpuArray>();
   private current: Encoder | null = null;
   private readonly errors: string[] = [];
@@ -323,9 +324,9 @@ export class WebGpuKernels {
   }
 
   private endPass(enc: Encoder): void {
-    const pass = this.passes.get(enc);
-    if (pass) {
-      pass.end();
+    const open = this.passes.get(enc);
+    if (open) {
+      open.pass.end();
       this.passes.delete(enc);
     }
   }
@@ -371,14 +372,17 @@ export class WebGpuKernels {
       if (this.bindGroups.size >= BIND_GROUP_CACHE_SIZE) this.bindGroups.clear();
       this.bindGroups.set(cacheKey, bindGroup);
     }
-    let pass = this.passes.get(enc);
-    if (!pass) {
-      pass = enc.beginComputePass();
-      this.passes.set(enc, pass);
+    let open = this.passes.get(enc);
+    if (!open) {
+      open = { pass: enc.beginComputePass(), pipeline: null };
+      this.passes.set(enc, open);
     }
-    pass.setPipeline(pipeline);
-    pass.setBindGroup(0, bindGroup);
-    pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
+    if (open.pipeline !== pipeline) {
+      open.pass.setPipeline(pipeline);
+      open.pipeline = pipeline;
+    }
+    open.pass.setBindGroup(0, bindGroup);
+    open.pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
     this.dispatchCount++;
   }
 
@@ -646,15 +650,28 @@ export class WebGpuKernels {
 
   /** NHWC x [b,h,w,c] with HWIO kernel [kh,kw,c,o], stride 1, zero padding: implicit GEMM. */
   conv2d(x: GpuArray, kernel: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder()): void {
+    this.convolve(x, kernel, false, out, args, enc);
+  }
+
+  /**
+   * conv2d(x, flipKernel(source)) without computing the flip: `source` is [kh, kw, o, c] for these args
+   * (the forward kernel whose input gradient this is) and is read rotated and transposed.
+   */
+  conv2dFlipped(x: GpuArray, source: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder()): void {
+    this.convolve(x, source, true, out, args, enc);
+  }
+
+  private convolve(x: GpuArray, kernel: GpuArray, flipped: boolean, out: GpuArray, args: ConvArgs, enc: Encoder): void {
     const { b, h, w, c, kh, kw, o, pad, oh, ow } = args;
     if (kh === 1 && kw === 1 && pad === 0) {
-      this.matmul(x, kernel, out, { batch: 1, m: b * h * w, n: o, k: c, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 }, enc);
+      // A 1x1 flip is a transpose: the source as [o, c] is B^T.
+      this.matmul(x, kernel, out, { batch: 1, m: b * h * w, n: o, k: c, transA: false, transB: flipped, aBatchStride: 0, bBatchStride: 0 }, enc);
       return;
     }
     const M = b * oh * ow;
     const K = kh * kw * c;
     if (M * o === 0) return;
-    this.gemm(enc, "conv2d", CONV2D, M, o, K, 1, x.buffer, kernel.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen]);
+    this.gemm(enc, "conv2d", CONV2D, M, o, K, 1, x.buffer, kernel.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen, flipped ? 1 : 0]);
   }
 
   /** out[kh,kw,c,o] = sum over b,i,j of xpad[b,i+di,j+dj,c] * g[b,i,j,o]: implicit im2col^T @ g. */

@@ -113,13 +113,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  * conv2d as C[M = b*oh*ow, N = o] = im2col(x)[M, K = kh*kw*c] @ kernel[K, N]. The A loader reads x directly:
  * row m is the output pixel (n, i, j), column k the tap (di, dj, ci), zero outside the padded input.
  * P(0) = M, P(1) = N, P(2) = K, P(3) = h, P(4) = w, P(5) = c, P(6) = kw, P(7) = pad, P(8) = oh, P(9) = ow,
- * P(10) = K per split.
+ * P(10) = K per split, P(11) = 1 to read the kernel as flipKernel(kernel) would hold it.
  */
 export const CONV2D = /* wgsl */ `${COMMON}
 @group(0) @binding(1) var<storage, read> A: array<f32>; // x [b, h, w, c]
-@group(0) @binding(2) var<storage, read> B: array<f32>; // kernel [kh, kw, c, o]
+@group(0) @binding(2) var<storage, read> B: array<f32>; // kernel [kh, kw, c, o] (flipped: [kh, kw, o, c])
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
 ${TILE}${LOAD_B}
+// B as flipKernel(B) would hold it: tap t is the transposed [N, c] block of tap taps - 1 - t.
+fn loadFlippedB(t: u32, n0: u32, k0: u32, kEnd: u32, N: u32, c: u32, taps: u32) {
+  let bk = t / 16u;
+  let bn = (t % 16u) * 4u;
+  let k = k0 + bk;
+  var v = vec4<f32>(0.0);
+  if (k < kEnd) {
+    let tapBase = (taps - 1u - k / c) * N * c + k % c;
+    for (var j = 0u; j < 4u; j++) {
+      let n = n0 + bn + j;
+      if (n < N) { v[j] = B[tapBase + n * c]; }
+    }
+  }
+  Bs[bk * 16u + bn / 4u] = v;
+}
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let M = P(0);
@@ -168,7 +183,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       }
     }
     As[ak * 16u + am / 4u] = v;
-    loadB(t, n0, k0, kEnd, N, K, false, 0u);
+    if (P(11) == 0u) { loadB(t, n0, k0, kEnd, N, K, false, 0u); } else { loadFlippedB(t, n0, k0, kEnd, N, c, K / c); }
     workgroupBarrier();
     multiplyTile(&acc, lid.x, lid.y);
     workgroupBarrier();
