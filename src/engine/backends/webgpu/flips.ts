@@ -3,6 +3,7 @@
 // and any other use computes the flip first. A pending flip holds its source: if the owner releases the
 // source meanwhile, the release waits until no pending flip reads it (as fusion.ts does for its leaves).
 import type { Shape } from "../../backend.ts";
+import { Holds } from "./holds.ts";
 
 export interface FlipStats {
   /** Flips read by a conv2d straight from their source. */
@@ -30,11 +31,13 @@ export interface PendingFlip<A> {
 
 export class PendingFlips<A> {
   private readonly pending = new Map<A, PendingFlip<A>>();
-  private readonly holds = new Map<A, number>();
-  private readonly releaseWhenFree = new Set<A>();
+  /** Sources pending flips read (one hold per flip). */
+  private readonly holds: Holds<A>;
   private readonly counters = { folded: 0, materialized: 0, dropped: 0 };
 
-  constructor(private readonly target: FlipTarget<A>) {}
+  constructor(private readonly target: FlipTarget<A>) {
+    this.holds = new Holds<A>((array) => target.release(array));
+  }
 
   stats(): FlipStats {
     return { ...this.counters, pending: this.pending.size };
@@ -42,7 +45,7 @@ export class PendingFlips<A> {
 
   record(source: A, shape: Shape, out: A): void {
     this.pending.set(out, { source, shape });
-    this.holds.set(source, (this.holds.get(source) ?? 0) + 1);
+    this.holds.hold(source);
   }
 
   /** The pending flip `array` is, for a conv2d to read its source flipped; null if it is not one. */
@@ -60,7 +63,7 @@ export class PendingFlips<A> {
     this.pending.delete(array);
     this.target.flip(p.source, p.shape, array);
     this.counters.materialized++;
-    this.unhold(p.source);
+    this.holds.unhold(p.source);
   }
 
   /**
@@ -72,20 +75,8 @@ export class PendingFlips<A> {
     if (p) {
       this.pending.delete(array);
       this.counters.dropped++;
-      this.unhold(p.source);
+      this.holds.unhold(p.source);
     }
-    if (!this.holds.has(array)) return false;
-    this.releaseWhenFree.add(array);
-    return true;
-  }
-
-  private unhold(source: A): void {
-    const left = this.holds.get(source)! - 1;
-    if (left > 0) {
-      this.holds.set(source, left);
-      return;
-    }
-    this.holds.delete(source);
-    if (this.releaseWhenFree.delete(source)) this.target.release(source);
+    return this.holds.deferRelease(array);
   }
 }

@@ -12,6 +12,7 @@
 import type { BinaryOp, Shape, UnaryOp } from "../../backend.ts";
 import { stridesOf } from "../cpu/elementwise.ts";
 import { compileExpr, FIRST, paramWordsOf, SAME, type Expr, type FusedProgram, type LeafIndex } from "./shaders/fused.ts";
+import { Holds } from "./holds.ts";
 import { REDUCE_PARAM_BASE } from "./shaders/reduce.ts";
 
 /** What fusion needs from the kernels: the arrays' type, one dispatch, and the pool. */
@@ -59,17 +60,17 @@ export interface FusionStats {
 export class ElementwiseFusion<A extends { readonly length: number }> {
   /** Pending arrays and their expressions (a Part with `from` = the array itself). */
   private readonly pending = new Map<A, Part<A>>();
-  /** How many pending expressions read each leaf. */
-  private readonly holds = new Map<A, number>();
-  /** Leaves their owner released while held: they go back to the pool when the last hold ends. */
-  private readonly releaseWhenFree = new Set<A>();
+  /** Leaves pending expressions read (one hold per expression). */
+  private readonly holds: Holds<A>;
   /** Values of one-element float32 arrays uploaded from the host (constants go into parameters, not bindings). */
   private readonly constants = new WeakMap<A, number>();
   /** Constants whose buffer is written only if a kernel binds it (most are only ever parameters). */
   private readonly unwritten = new Map<A, () => void>();
   private readonly counters = { ops: 0, materialized: 0, dropped: 0, reductionsFused: 0 };
 
-  constructor(private readonly target: FusionTarget<A>) {}
+  constructor(private readonly target: FusionTarget<A>) {
+    this.holds = new Holds<A>((array) => target.release(array));
+  }
 
   stats(): FusionStats {
     return { ...this.counters, pending: this.pending.size, held: this.holds.size, unwrittenConstants: this.unwritten.size };
@@ -149,29 +150,20 @@ export class ElementwiseFusion<A extends { readonly length: number }> {
       this.pending.delete(array);
       this.counters.dropped++;
       this.unhold(p.leaves);
-    } else if (this.holds.has(array)) {
-      this.releaseWhenFree.add(array);
+    } else if (this.holds.deferRelease(array)) {
       return;
     }
     this.target.release(array);
   }
 
   private unhold(leaves: readonly A[]): void {
-    for (const leaf of leaves) {
-      const left = this.holds.get(leaf)! - 1;
-      if (left > 0) {
-        this.holds.set(leaf, left);
-        continue;
-      }
-      this.holds.delete(leaf);
-      if (this.releaseWhenFree.delete(leaf)) this.target.release(leaf);
-    }
+    for (const leaf of leaves) this.holds.unhold(leaf);
   }
 
   private record(out: A, expr: Expr<A>, leaves: readonly A[], nodes: number, paramWords: number): void {
     this.counters.ops++;
     this.pending.set(out, { expr, leaves, nodes, paramWords, from: out, fromIndex: SAME });
-    for (const leaf of leaves) this.holds.set(leaf, (this.holds.get(leaf) ?? 0) + 1);
+    for (const leaf of leaves) this.holds.hold(leaf);
   }
 
   /** An operand of an op with `n` outputs; shapes null for a unary op (same size). */
