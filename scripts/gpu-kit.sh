@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The WebGPU measurement owed on a real GPU (issue 5), as one prepared run for a lent GPU machine (the
+# `device` tool: ~15 minutes of device time per session, one command <= 600 s). That machine has an NVIDIA
+# driver, Python with JAX, and no Node, npm or Vulkan loader, and fetches nothing; so the kit travels
+# with the working tree:
+#
+#   here:   bash scripts/gpu-kit.sh pack    # writes .gpukit/ (git-ignored, ~45 MB): Node, the node_modules
+#                                           # the tests and benches need, Debian's libvulkan1, the JAX anchor
+#   there:  bash scripts/gpu-kit.sh run     # device run, carry [".gpukit"], timeout_s 600: unpacks, then
+#                                           # parity tests, bench (features 16 and 64, sampling 100 x 1000),
+#                                           # host recording, JAX on the same GPU; logs in $OUT
+#
+# Rehearse `run` on a clone of this repo with .gpukit copied in and no node_modules (lavapipe, no JAX):
+#   TINY_DIFFUSION_WEBGPU=vulkan OUT=/tmp/kit-out BENCH_FEATURES=4 BENCH_STEPS=1 BENCH_SAMPLING=4x3 HOST_FEATURES=4 \
+#     bash scripts/gpu-kit.sh run
+# Each stage has its own time limit, so a slow stage costs only itself and the rest still report.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+KIT=.gpukit
+
+pack() {
+  set -e
+  mkdir -p "$KIT/debs"
+  grep -qxF "/$KIT/" .git/info/exclude 2>/dev/null || echo "/$KIT/" >> .git/info/exclude
+  xz -T0 -6 -c "$(command -v node)" > "$KIT/node.xz"
+  # Everything the tests and benches import; not the web toolchain, the Wasm compiler or other platforms' Dawn.
+  tar -C . -cf - --exclude='node_modules/binaryen' --exclude='node_modules/assemblyscript' \
+    --exclude='node_modules/typescript' --exclude='node_modules/playwright-core' --exclude='node_modules/vite' \
+    --exclude='node_modules/rollup' --exclude='node_modules/@rollup' --exclude='node_modules/@types' \
+    --exclude='node_modules/webgpu/dist/darwin-*' --exclude='node_modules/webgpu/dist/win32-*' \
+    --exclude='node_modules/webgpu/dist/linux-arm64' node_modules | xz -T0 -6 > "$KIT/node_modules.tar.xz"
+  (cd "$KIT/debs" && rm -f ./*.deb && apt-get download libvulkan1 >/dev/null)
+  install -m 0644 ../shared/fixtures/seed_jax.py "$KIT/seed_jax.py"
+  du -sh "$KIT" "$KIT"/*
+}
+
+stage() { # name, seconds, command...: runs with a limit, logs to $OUT/name.log, notes the outcome
+  local name=$1 limit=$2
+  shift 2
+  local started=$SECONDS
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$?
+  echo "$name: rc $rc in $((SECONDS - started)) s" | tee -a "$OUT/summary.txt"
+  tail -n 25 "$OUT/$name.log"
+}
+
+run() {
+  OUT=${OUT:-/tmp/gpu-kit-out}
+  mkdir -p "$OUT"
+  : > "$OUT/summary.txt"
+  for f in "$KIT"/debs/*.deb; do dpkg -x "$f" /; done
+  ldconfig
+  mkdir -p /tmp/gpu-kit/bin
+  xz -dc "$KIT/node.xz" > /tmp/gpu-kit/bin/node && chmod +x /tmp/gpu-kit/bin/node
+  export PATH=/tmp/gpu-kit/bin:$PATH
+  [ -d node_modules ] || xz -dc "$KIT/node_modules.tar.xz" | tar -xf -
+  local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
+  [ -f "$icd" ] && export VK_DRIVER_FILES=${VK_DRIVER_FILES:-$icd}
+  export TINY_DIFFUSION_WEBGPU=${TINY_DIFFUSION_WEBGPU:-gpu}
+  { nvidia-smi -L 2>/dev/null; nproc; grep -m1 'model name' /proc/cpuinfo; node --version; date -u; } | tee "$OUT/machine.txt"
+
+  stage parity 200 node scripts/run-tests.mjs engine-webgpu
+  stage bench 240 node --import tsx bench/bench.ts --backend webgpu --features "${BENCH_FEATURES:-16,64}" \
+    --steps "${BENCH_STEPS:-5}" --sampling "${BENCH_SAMPLING:-100x1000}" --skip-forward --skip-gemm
+  stage host 60 env FEATURES="${HOST_FEATURES:-64}" STEPS=30 node --import tsx bench/webgpu-host.ts
+  if python3 -c 'import jax, flax, optax' 2>/dev/null; then
+    stage jax 150 python3 "$KIT/seed_jax.py" --epochs 25 --features 64 --train-all-params --sample-n 100 \
+      --data data/digits.csv.gz --split-json data/split_digit1.json --no-recon --out "$OUT/jax"
+  else
+    echo "jax: not installed here, skipped" | tee -a "$OUT/summary.txt"
+  fi
+  cat "$OUT/summary.txt"
+}
+
+case "${1:-}" in
+  pack) pack ;;
+  run) run ;;
+  *) echo "usage: bash scripts/gpu-kit.sh pack|run" >&2; exit 2 ;;
+esac
