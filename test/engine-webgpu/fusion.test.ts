@@ -188,6 +188,42 @@ test("a reduction over size-1 axes only evaluates its program's parameters (cons
   });
 });
 
+test("a pending expression of a smaller shape is inlined into a broadcasting op, its leaves read through strides", async () => {
+  // Normalization by per-column statistics: (x - mean) * rsqrt(var + eps), the statistics [1, 7] pending.
+  const leaves = randomLeaves({ x: [9, 7] }, 12);
+  const fn = (p: Map<string, td.Tensor>): td.Tensor[] => {
+    const x = p.get("x")!;
+    const mean = td.div(td.sum(x, [0], true), 9); // pending [1, 7] over a reduction's output
+    const centered = td.sub(x, mean);
+    const variance = td.div(td.sum(td.square(centered), [0], true), 9);
+    return [td.mul(centered, td.rsqrt(td.add(variance, 1e-5)))];
+  };
+  const { ref, plain, fused } = await threeWays(leaves, fn);
+  assertTensorClose(fused.values[0]!, ref.values[0]!, 1e-5, "normalized");
+  assert.ok(relDiff(fused.values[0]!, plain.values[0]!) <= 1e-6, "fused vs unfused");
+  // Two reductions (the mean's sum, the variance's sum with the centering inlined) and the output: the
+  // [1, 7] statistics are never computed on their own.
+  assert.equal(fused.dispatches, 3, `fused dispatches (unfused: ${plain.dispatches})`);
+});
+
+test("an expression with more parameter words than a reduction has is computed, then reduced", async () => {
+  // Five operands broadcast along alternate axes: 9 words each (rank 4, sizes, strides) = 45, within an
+  // elementwise kernel's 60 but past a reduction's 40.
+  const leaves = randomLeaves({ x: [2, 3, 4, 5], a: [2, 1, 4, 1], b: [2, 1, 4, 1], c: [2, 1, 4, 1], d: [2, 1, 4, 1], e: [2, 1, 4, 1] }, 13);
+  const fn = (p: Map<string, td.Tensor>): td.Tensor[] => {
+    let y = p.get("x")!;
+    for (const k of ["a", "b", "c", "d", "e"]) y = td.add(td.mul(y, 0.5), p.get(k)!);
+    return [td.sum(y, [1, 3]), y];
+  };
+  const gpu = await webgpuBackend();
+  const before = gpu.stats().fusion!;
+  const { ref, fused } = await threeWays(leaves, fn);
+  fused.values.forEach((got, i) => assertTensorClose(got, ref.values[i]!, 1e-6, `output ${i}`));
+  const after = gpu.stats().fusion!;
+  assert.equal(after.reductionsFused - before.reductionsFused, 0, "the reduction read the computed array");
+  assert.equal(fused.dispatches, 2, "one elementwise kernel for all five ops, one reduction");
+});
+
 test("NaN, infinities and signed zeros go through fused ops as through the unfused kernels", async () => {
   const special = [NaN, Infinity, -Infinity, 0, -0, 1, -1, 3.5, -2.25, 1e-30, 1e30, 0.5];
   const a = new Float64Array(special.length * special.length);
@@ -288,6 +324,9 @@ test("random programs (elementwise ops, broadcasts, reductions, unfused kernels,
     (live, r) => live.push(td.mul(pick(live, r), Math.round(r() * 8) / 4 - 1)), // a constant
     (live, r) => live.push(td.add(pick(live, r), td.sum(pick(live, r), [0, 1], true))), // a broadcast row
     (live, r) => live.push(td.add(pick(live, r), td.mean(pick(live, r)))), // a one-element value
+    (live, r) => live.push(td.add(pick(live, r), td.mul(td.sum(pick(live, r), [0], true), 0.5))), // a pending row, inlined
+    // A pending row that itself reads a broadcast leaf: computed first, then read through strides.
+    (live, r) => live.push(td.sub(pick(live, r), td.add(td.sum(pick(live, r), [0], true), td.sum(pick(live, r), [0, 1], true)))),
     (live, r) => live.push(td.div(pick(live, r), td.add(td.abs(pick(live, r)), 1))),
     (live, r) => {
       const x = pick(live, r);

@@ -11,7 +11,7 @@
 // and every non-elementwise call materializes the pending arrays it is given before it is encoded.
 import type { BinaryOp, Shape, UnaryOp } from "../../backend.ts";
 import { stridesOf } from "../cpu/elementwise.ts";
-import { compileExpr, FIRST, paramWordsOf, SAME, type Expr, type FusedProgram, type LeafIndex } from "./shaders/fused.ts";
+import { compileExpr, FIRST, FUSED_ELEMENTWISE_PARAM_BASE, paramWordsOf, SAME, type Expr, type FusedProgram, type LeafIndex } from "./shaders/fused.ts";
 import { Holds } from "./holds.ts";
 import { REDUCE_PARAM_BASE } from "./shaders/reduce.ts";
 
@@ -38,8 +38,12 @@ interface Part<A> {
 
 /** Inlined expressions stay below this many tree nodes (shared subtrees counted each time). */
 const MAX_NODES = 48;
-/** Parameter words for constants and strided indices: a slot has 64, a reduction uses the first 24. */
-const PARAM_BUDGET = 64 - REDUCE_PARAM_BASE;
+/**
+ * Parameter words for constants and strided indices: a slot has 64, an elementwise kernel uses the first
+ * 4, a reduction the first 24 (a larger expression is computed before a reduction reads it).
+ */
+const PARAM_BUDGET = 64 - FUSED_ELEMENTWISE_PARAM_BASE;
+const REDUCE_PARAM_BUDGET = 64 - REDUCE_PARAM_BASE;
 
 export interface FusionStats {
   /** Elementwise ops recorded lazily. */
@@ -132,13 +136,16 @@ export class ElementwiseFusion<A extends { readonly length: number }> {
 
   /**
    * The program computing a pending array, for a reduction to evaluate in its loads (parameters from
-   * REDUCE_PARAM_BASE); null when the array is in memory. The array stays pending.
+   * REDUCE_PARAM_BASE); null when the array is in memory or the program needs more parameter words than a
+   * reduction has (the caller then materializes it). The array stays pending.
    */
   programFor(array: A): FusedProgram<A> | null {
     const p = this.pending.get(array);
     if (!p) return null;
+    const program = compileExpr(p.expr, REDUCE_PARAM_BASE);
+    if (program.params.length > REDUCE_PARAM_BUDGET) return null; // computed first, then reduced
     this.counters.reductionsFused++;
-    return compileExpr(p.expr, REDUCE_PARAM_BASE);
+    return program;
   }
 
   /** The owner is done with `array`: a pending one is dropped uncomputed, a held one freed later. */
@@ -180,11 +187,18 @@ export class ElementwiseFusion<A extends { readonly length: number }> {
       if (p) return { expr: atFirst(p.expr, new Map()), leaves: p.leaves, nodes: p.nodes, paramWords: p.paramWords, from: x, fromIndex: FIRST };
       return leafPart(x, FIRST);
     }
-    // A broadcast operand is read through strides: an expression is materialized first.
-    this.materialize(x);
+    // A broadcast operand is read through strides. A pending one whose leaves are all x-sized (or single
+    // elements) is inlined with its leaves read through the same strides; any other is computed first.
     const strides = stridesOf(shape!);
     const merged = this.target.coalesce(outShape!, outShape!.map((d, i) => (shape![i] === d ? strides[i]! : 0)));
-    return leafPart(x, { kind: "strided", sizes: merged.sizes, strides: merged.strides });
+    const index: LeafIndex = { kind: "strided", sizes: merged.sizes, strides: merged.strides };
+    const p = this.pending.get(x);
+    if (p) {
+      const expr = broadcastLeaves(p.expr, index, new Map());
+      if (expr) return { expr, leaves: p.leaves, nodes: p.nodes, paramWords: treeParamWords(expr), from: x, fromIndex: index };
+      this.materialize(x);
+    }
+    return leafPart(x, index);
   }
 }
 
@@ -198,6 +212,34 @@ function union<A>(a: readonly A[], b: readonly A[]): A[] {
   const out = a.slice();
   for (const x of b) if (!out.includes(x)) out.push(x);
   return out;
+}
+
+/**
+ * The expression with its full-size leaves read through `index` (a broadcast of the expression's shape);
+ * null if a leaf is itself broadcast (strided), since two broadcasts do not compose into one table here.
+ */
+function broadcastLeaves<A>(e: Expr<A>, index: LeafIndex, memo: Map<Expr<A>, Expr<A> | null>): Expr<A> | null {
+  if (memo.has(e)) return memo.get(e)!;
+  let r: Expr<A> | null;
+  if (e.kind === "leaf") r = e.index.kind === "same" ? { kind: "leaf", array: e.array, index } : e.index.kind === "first" ? e : null;
+  else if (e.kind === "constant") r = e;
+  else if (e.kind === "unary") {
+    const x = broadcastLeaves(e.x, index, memo);
+    r = x && { kind: "unary", op: e.op, x };
+  } else {
+    const a = broadcastLeaves(e.a, index, memo);
+    const b = a && broadcastLeaves(e.b, index, memo);
+    r = a && b && { kind: "binary", op: e.op, a, b };
+  }
+  memo.set(e, r);
+  return r;
+}
+
+/** Parameter words of a tree, shared subtrees counted each time (an upper bound, as Part.paramWords). */
+function treeParamWords(e: Expr<unknown>): number {
+  if (e.kind === "unary") return treeParamWords(e.x);
+  if (e.kind === "binary") return treeParamWords(e.a) + treeParamWords(e.b);
+  return paramWordsOf(e);
 }
 
 /** The expression with every leaf read at element 0 (for a one-element expression broadcast). */
