@@ -154,3 +154,11 @@ test("the buffer pool hands out settled buffers oldest first, whatever order the
   for (const b of made) pool.release(b, true);
   pool.trim();
 });
+
+test("releasing an array twice is refused (its buffer would be handed out twice)", async () => {
+  const k = await kernels();
+  for (const a of [k.alloc("float32", 8), k.upload(Float32Array.from([1, 2]))]) {
+    k.release(a);
+    assert.throws(() => k.release(a), /released twice/);
+  }
+});
