@@ -67,11 +67,11 @@ export function timestepEmbedding(t: ArrayLike<number>, dim: number, dtype: td.D
   const half = dim / 2;
   const round = dtype === "float32" ? Math.fround : (v: number) => v;
   const step = round(Math.log(10000) / (half - 1));
+  const freqs = Array.from({ length: half }, (_, i) => round(Math.exp(round(i * round(-step)))));
   const out = new Float64Array(t.length * dim);
   for (let b = 0; b < t.length; b++) {
     for (let i = 0; i < half; i++) {
-      const freq = round(Math.exp(round(i * round(-step))));
-      const angle = round(t[b]! * freq);
+      const angle = round(t[b]! * freqs[i]!);
       out[b * dim + i] = Math.sin(angle);
       out[b * dim + half + i] = Math.cos(angle);
     }
