@@ -500,8 +500,7 @@ export class WebGpuKernels {
     this.reduceInput(op, input, shape, axes, out, enc);
   }
 
-  /** out[i] = the fused float32 expression at i, for i < out.length. */
-  /** out = the program at each index; `paramBase` is where compileExpr put its parameters. */
+  /** out[i] = the fused float32 expression at i, for i < out.length; `paramBase` is where compileExpr put its parameters. */
   fusedElementwise(program: FusedProgram<GpuArray>, out: GpuArray, enc: Encoder = this.encoder(), paramBase = FUSED_ELEMENTWISE_PARAM_BASE): void {
     if (out.dtype !== "float32") throw new Error(`webgpu fusedElementwise: float32 output only, got ${out.dtype}`);
     const n = out.length;
