@@ -10,7 +10,7 @@
 import { availableParallelism, cpus } from "node:os";
 import * as td from "../src/engine/index.ts";
 import { useBackend, type BackendChoice } from "../src/cli/backend.ts";
-import { initUNet, unetForward, type UNetParams } from "../src/nn/unet.ts";
+import { initUNet, unetForward, type Timesteps, type UNetParams } from "../src/nn/unet.ts";
 import { makeSchedule, TUTORIAL_TRAIN_SCHEDULE } from "../src/diffusion/schedules.ts";
 import { DDPM_SAMPLER } from "../src/diffusion/samplers.ts";
 import { sample } from "../src/diffusion/sample.ts";
@@ -42,16 +42,19 @@ let dispatchesPerStep: number | null = null;
 /** Host time to record one step (before its submit): on a device backend, the floor of the step time. */
 let recordSecondsPerStep: number[] = [];
 
-async function trainStepSeconds(features: number): Promise<number> {
+/**
+ * Seconds per training step, two ways: awaited (record, run, read the loss, then the next step) and
+ * pipelined (the next step recorded before the previous loss is read, as `train` runs: a device computes
+ * step k while the host records k + 1; the same on host backends).
+ */
+async function trainStepSeconds(features: number): Promise<{ awaited: number; pipelined: number }> {
   const schedule = makeSchedule(TUTORIAL_TRAIN_SCHEDULE);
   let params: UNetParams = td.keep(initUNet({ inChannels: 1, outChannels: 1, features, timeEmbDim: 128 }, td.random.key(1)));
   let state: OptimizerState = td.keep(initOptimizerState(params));
   const images = td.keep(td.random.uniform(td.random.key(2), [BATCH, 8, 8, 1]));
   const model = (p: UNetParams, x: td.Tensor, t: Int32Array) => unetForward(p, x, t);
-  const times: number[] = [];
-  for (let i = 0; i < timedSteps + 1; i++) {
-    const started = performance.now();
-    const before = kernelCounts();
+  /** Records step i and submits it; returns its loss (being read). */
+  const record = (i: number): Promise<number> => {
     const next = td.tidy(() => {
       const noise = td.random.normal(td.random.key(10 + i), [BATCH, 8, 8, 1]);
       const t = td.random.choice(td.random.key(100 + i), 1000, BATCH);
@@ -65,18 +68,39 @@ async function trainStepSeconds(features: number): Promise<number> {
     td.dispose([params, state]);
     params = td.keep(next.params);
     state = td.keep(next.state);
-    const recorded = performance.now();
     td.getBackend().flush();
-    const loss = await next.loss.readItem();
+    const loss = next.loss.readItem();
     next.loss.dispose();
-    if (!Number.isFinite(loss)) throw new Error(`bench: the loss is ${loss}`);
+    return loss.then((v) => {
+      if (!Number.isFinite(v)) throw new Error(`bench: the loss is ${v}`);
+      return v;
+    });
+  };
+  const times: number[] = [];
+  for (let i = 0; i < timedSteps + 1; i++) {
+    const started = performance.now();
+    const before = kernelCounts();
+    const loss = record(i);
+    const recorded = performance.now();
+    await loss;
     const after = kernelCounts();
     if (before && after) dispatchesPerStep = after.dispatches - before.dispatches;
     if (i > 0) times.push((performance.now() - started) / 1000); // the first step warms up
     if (i > 0) recordSecondsPerStep.push((recorded - started) / 1000);
   }
+  // Pipelined: at most two steps in flight; timed from the first submit to the last loss.
+  const started = performance.now();
+  let inFlight: Promise<number> | null = null;
+  const pipelinedSteps = Math.max(2, timedSteps);
+  for (let i = 0; i < pipelinedSteps; i++) {
+    const next = record(100 + i);
+    if (inFlight) await inFlight;
+    inFlight = next;
+  }
+  await inFlight;
+  const pipelined = (performance.now() - started) / 1000 / pipelinedSteps;
   td.dispose([params, state, images]);
-  return median(times);
+  return { awaited: median(times), pipelined };
 }
 
 async function forwardSeconds(features: number, batch: number): Promise<number> {
@@ -110,13 +134,17 @@ async function gemmGflops(n: number): Promise<number> {
   return (2 * n * n * n) / median(times) / 1e9;
 }
 
-/** Seconds for DDPM sampling of `batch` images over `steps` timesteps (the U-Net at `features`, untrained weights). */
-async function samplingSeconds(features: number, batch: number, steps: number): Promise<number> {
+/**
+ * Seconds for DDPM sampling of `batch` images over `steps` timesteps (the U-Net at `features`, untrained
+ * weights). `replay`: give sample() the tensor-timestep model, so a recording backend replays one captured step.
+ */
+async function samplingSeconds(features: number, batch: number, steps: number, replay: boolean): Promise<number> {
   const params = td.keep(initUNet({ inChannels: 1, outChannels: 1, features, timeEmbDim: 128 }, td.random.key(1)));
   const schedule = makeSchedule({ ...TUTORIAL_TRAIN_SCHEDULE, numSteps: steps });
   const run = async (): Promise<number> => {
     const started = performance.now();
-    const x = sample({ model: (xt, t) => unetForward(params, xt, t), schedule, sampler: DDPM_SAMPLER, shape: [batch, 8, 8, 1], key: td.random.key(9) });
+    const model = (xt: td.Tensor, t: Timesteps) => unetForward(params, xt, t);
+    const x = sample({ model, replayModel: replay ? model : undefined, schedule, sampler: DDPM_SAMPLER, shape: [batch, 8, 8, 1], key: td.random.key(9) });
     await x.read();
     x.dispose();
     return (performance.now() - started) / 1000;
@@ -138,9 +166,13 @@ const threads = active.name === "cpu" ? 1 : availableParallelism();
 const result: Record<string, unknown> = { backend: active.name, threads, cpu: cpus()[0]?.model ?? "unknown", date: new Date().toISOString().slice(0, 10) };
 const rows: [string, string][] = [];
 const trainSteps: Record<string, number> = {};
+const pipelinedSteps: Record<string, number> = {};
 for (const f of featureList) {
-  trainSteps[String(f)] = Number((await trainStepSeconds(f)).toFixed(4));
+  const seconds = await trainStepSeconds(f);
+  trainSteps[String(f)] = Number(seconds.awaited.toFixed(4));
+  pipelinedSteps[String(f)] = Number(seconds.pipelined.toFixed(4));
   rows.push([`train step, features ${f}, batch ${BATCH}, penalty on (s)`, trainSteps[String(f)]!.toFixed(3)]);
+  rows.push([`  the same, two steps in flight as \`train\` runs (s per step)`, pipelinedSteps[String(f)]!.toFixed(3)]);
   if (dispatchesPerStep !== null) {
     rows.push([`  GPU dispatches per step, features ${f}`, String(dispatchesPerStep)]);
     rows.push([`  host time recording the step, features ${f} (s)`, median(recordSecondsPerStep).toFixed(4)]);
@@ -149,6 +181,7 @@ for (const f of featureList) {
   recordSecondsPerStep = [];
 }
 result.train_step_s = trainSteps;
+result.train_step_pipelined_s = pipelinedSteps;
 if (dispatchesPerStep !== null) result.dispatches_per_step = dispatchesPerStep;
 if (!has("skip-forward")) {
   const f = featureList.includes(64) ? 64 : featureList[0]!;
@@ -168,8 +201,15 @@ if (sampling !== "0") {
   const [batch, steps] = sampling.split("x").map(Number) as [number, number];
   if (!(batch > 0 && steps > 0)) throw new Error(`--sampling must look like 100x1000, got ${sampling}`);
   const f = featureList.includes(64) ? 64 : featureList[0]!;
-  result.sampling_s = { features: f, batch, steps, seconds: Number((await samplingSeconds(f, batch, steps)).toFixed(3)) };
-  rows.push([`DDPM sampling, features ${f}, ${batch} images x ${steps} steps (s)`, (result.sampling_s as { seconds: number }).seconds.toFixed(3)]);
+  const seconds = Number((await samplingSeconds(f, batch, steps, true)).toFixed(3));
+  result.sampling_s = { features: f, batch, steps, seconds };
+  rows.push([`DDPM sampling, features ${f}, ${batch} images x ${steps} steps (s)`, seconds.toFixed(3)]);
+  if (td.canCapture()) {
+    // The same without replay: every step through the frontend (what replay saves).
+    const eager = Number((await samplingSeconds(f, batch, steps, false)).toFixed(3));
+    result.sampling_eager_s = eager;
+    rows.push([`  the same, every step through the frontend (no replay) (s)`, eager.toFixed(3)]);
+  }
 }
 console.log(`backend ${active.description}${has("no-fuse") ? " (elementwise fusion off)" : ""}, ${threads} thread(s), ${result.cpu}`);
 result.device = active.description;

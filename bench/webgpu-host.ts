@@ -3,10 +3,10 @@
 // time cannot drop below the recording time, so this is the figure to watch on any adapter (a software
 // adapter included: recording does not depend on it).
 //   TINY_DIFFUSION_WEBGPU=vulkan node --import tsx bench/webgpu-host.ts   (FEATURES=16|64, default 64; STEPS=8;
-//   FUSE=0 records one dispatch per elementwise op, as before fusion)
+//   SAMPLER_STEPS=12; FUSE=0 records one dispatch per elementwise op, as before fusion)
 import * as td from "../src/engine/index.ts";
 import { WebGpuBackend } from "../src/engine/backends/webgpu/index.ts";
-import { initUNet, unetForward, type UNetParams } from "../src/nn/unet.ts";
+import { initUNet, unetForward, type Timesteps, type UNetParams } from "../src/nn/unet.ts";
 import { makeSchedule, TUTORIAL_TRAIN_SCHEDULE } from "../src/diffusion/schedules.ts";
 import { DDPM_SAMPLER } from "../src/diffusion/samplers.ts";
 import { sample } from "../src/diffusion/sample.ts";
@@ -55,22 +55,30 @@ for (let i = 0; i < STEPS; i++) {
 console.log(`training step, features ${features}, batch ${BATCH}, penalty on: ${dispatches} dispatches, ${created} bind groups created, recorded in ${median(record).toFixed(1)} ms (median of ${record.length}); ${gpu.stats().pipelines} pipelines`);
 td.dispose([params, state, images]);
 
-// Sampling: the host time per sampler step between onStep calls (the GPU runs the previous step meanwhile).
+// Sampling: the host time per sampler step between onStep calls (the GPU runs the previous step meanwhile),
+// every step through the frontend, then with one captured step replayed (sample()'s replayModel).
 const model = td.keep(initUNet({ inChannels: 1, outChannels: 1, features, timeEmbDim: 128 }, td.random.key(1)));
-const perStep: number[] = [];
-let last = performance.now(), lastStats = gpu.stats(), stepDispatches = 0, stepCreated = 0;
-const x = sample({
-  model: (xt, t) => unetForward(model, xt, t), schedule: makeSchedule({ ...TUTORIAL_TRAIN_SCHEDULE, numSteps: 12 }), sampler: DDPM_SAMPLER,
-  shape: [100, 8, 8, 1], key: td.random.key(9),
-  onStep: () => {
-    const now = performance.now(), s = gpu.stats();
-    perStep.push(now - last);
-    stepDispatches = s.dispatches - lastStats.dispatches;
-    stepCreated = s.bindGroupsCreated - lastStats.bindGroupsCreated;
-    last = now;
-    lastStats = s;
-  },
-});
-await x.read();
-console.log(`sampler step, features ${features}, 100 images: ${stepDispatches} dispatches, ${stepCreated} bind groups created, ${median(perStep.slice(4)).toFixed(1)} ms host per step (median of the last 8 of 12)`);
+const network = (xt: td.Tensor, t: Timesteps) => unetForward(model, xt, t);
+const SAMPLER_STEPS = Number(process.env.SAMPLER_STEPS ?? 12);
+for (const replay of [false, true]) {
+  const perStep: number[] = [];
+  let last = performance.now(), lastStats = gpu.stats(), stepDispatches = 0, stepCreated = 0;
+  const x = sample({
+    model: network, replayModel: replay ? network : undefined, schedule: makeSchedule({ ...TUTORIAL_TRAIN_SCHEDULE, numSteps: SAMPLER_STEPS }),
+    sampler: DDPM_SAMPLER, shape: [100, 8, 8, 1], key: td.random.key(9),
+    onStep: () => {
+      const now = performance.now(), s = gpu.stats();
+      perStep.push(now - last);
+      stepDispatches = s.dispatches - lastStats.dispatches;
+      stepCreated = s.bindGroupsCreated - lastStats.bindGroupsCreated;
+      last = now;
+      lastStats = s;
+    },
+  });
+  await x.read();
+  x.dispose();
+  const timed = perStep.slice(4);
+  console.log(`sampler step${replay ? " (replayed)" : ""}, features ${features}, 100 images: ${stepDispatches} dispatches, ${stepCreated} bind groups created, ` +
+    `${median(timed).toFixed(2)} ms host per step (median of the last ${timed.length} of ${SAMPLER_STEPS})`);
+}
 gpu.dispose();

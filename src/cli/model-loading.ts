@@ -1,9 +1,10 @@
 // Loading a trained model from a run or checkpoint folder, for sampling.
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import type { NoiseModel } from "../diffusion/sample.ts";
+import type { Tensor } from "../engine/index.ts";
+import type { NoiseModel, TimestepTensorModel } from "../diffusion/sample.ts";
 import { isCheckpointDir, loadCheckpoint } from "../io/checkpoint.ts";
-import { unetForward, type UNetParams } from "../nn/unet.ts";
+import { unetForward, type Timesteps, type UNetParams } from "../nn/unet.ts";
 import { modelFromCheckpoint, type LoadedModel, type TrainingCheckpoint } from "../train/saved-model.ts";
 import { UserError } from "./errors.ts";
 
@@ -22,6 +23,7 @@ export function loadModel(path: string, options: { rawWeights?: boolean } = {}):
   return modelFromCheckpoint(dir, contents, options);
 }
 
-export function noiseModel(params: UNetParams): NoiseModel {
-  return (x, t, labels) => unetForward(params, x, t, { labels });
+/** The U-Net as sample() takes it: timesteps as host numbers (`model`) or a tensor (`replayModel`). */
+export function noiseModel(params: UNetParams): NoiseModel & TimestepTensorModel {
+  return (x: Tensor, t: Timesteps, labels?: Int32Array) => unetForward(params, x, t, { labels });
 }

@@ -53,8 +53,9 @@ export async function writeRunPictures(runDir: string, run: TrainingRun, options
     // and the forward strip's last state for the reverse strip.
     const noisyTests = addNoise(originals, td.random.normal(kNoise, originals.shape), T - 1, run.schedule);
     const start = td.concat([td.random.normal(kSample, [SAMPLES, 8, 8, 1]), noisyTests, td.slice(forward, [STRIP - 1, 0, 0, 0], [1, 8, 8, 1])], 0);
+    const model = noiseModel(samplingParams(run));
     const { sample, snapshots } = sampleWithSnapshots({
-      model: noiseModel(samplingParams(run)), schedule: run.schedule, sampler: DDPM_SAMPLER, key: kSample, x: start,
+      model, replayModel: model, schedule: run.schedule, sampler: DDPM_SAMPLER, key: kSample, x: start,
       // x0 clipped to the data range at each step: at the cosine schedule's noisiest steps
       // 1/sqrt(alpha_t) reaches ~30 and would amplify any error in the predicted noise.
       clipDenoised: true,

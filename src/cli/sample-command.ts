@@ -53,8 +53,10 @@ async function sampleLoaded(o: Omit<SampleCommandOptions, "out" | "log" | "png">
     throw new UserError(`--steps ${o.steps} exceeds the model's ${loaded.schedule.numSteps} diffusion steps`);
   }
   const labels = conditional ? Int32Array.from({ length: o.n }, (_, i) => (o.class === undefined || o.class === "all" ? i % 10 : o.class)) : undefined;
+  const model = noiseModel(loaded.params);
   const x = td.tidy(() => sample({
-    model: noiseModel(loaded.params),
+    model,
+    replayModel: model,
     schedule: o.tutorialSamplerSchedule ? makeSchedule(TUTORIAL_SAMPLER_SCHEDULE) : loaded.schedule,
     sampler,
     shape: [o.n, 8, 8, 1],

@@ -8,7 +8,7 @@ import { checkTensorsMatch, isCheckpointDir, loadCheckpoint, saveCheckpoint } fr
 import { expectedModelTensors } from "../train/saved-model.ts";
 import { PRESETS, validateTrainConfig, type PresetName, type TrainConfig } from "../train/config.ts";
 import {
-  checkpointState, newRun, restoreRun, trainingTensors, trainStep, type TrainingCheckpointState, type TrainingRun,
+  checkpointState, newRun, restoreRun, startTrainStep, trainingTensors, type StepReport, type TrainingCheckpointState, type TrainingRun,
 } from "../train/trainer.ts";
 import { UserError } from "./errors.ts";
 
@@ -103,20 +103,31 @@ export async function runTraining(o: TrainOptions): Promise<{ run: TrainingRun; 
   bar?.start(config.steps, run.step, { loss: "-" });
   const started = performance.now();
   const save = () => saveCheckpoint(dir, run.step, run.config, checkpointState(run), td.flattenTree(run.params), trainingTensors(run));
-  while (run.step < config.steps) {
-    const report = await trainStep(run, data);
+  const handle = (report: StepReport): void => {
     if (!Number.isFinite(report.loss)) {
       bar?.stop();
       throw new UserError(`training diverged at step ${report.step} (loss ${report.loss}); the last good checkpoint is in ${dir}`);
     }
-    bar?.update(run.step, { loss: report.smoothedLoss.toFixed(4) });
+    bar?.update(report.step, { loss: report.smoothedLoss.toFixed(4) });
     // The tutorial logs its smoothed loss every 100 epochs, counting from 0.
     if ((report.step - 1) % 100 === 0 || report.step === config.steps) {
       const line = `step ${report.step - 1}, loss ${report.smoothedLoss.toFixed(4)}, lr ${report.lr.toExponential(2)}`;
       if (bar) bar.updateETA(); else o.log(line);
     }
-    if (run.step % config.checkpointEvery === 0 || run.step === config.steps) await save();
+  };
+  // Two steps in flight: a device runs step k while the host records step k + 1 (startTrainStep).
+  let inFlight: Promise<StepReport> | null = null;
+  while (run.step < config.steps) {
+    const next = startTrainStep(run, data);
+    if (inFlight) handle(await inFlight);
+    inFlight = next;
+    if (run.step % config.checkpointEvery === 0 || run.step === config.steps) {
+      handle(await inFlight); // the loss history is complete up to run.step
+      inFlight = null;
+      await save();
+    }
   }
+  if (inFlight) handle(await inFlight);
   bar?.stop();
   const seconds = (performance.now() - started) / 1000;
   o.log(`trained in ${seconds.toFixed(1)} s; checkpoint: ${dir}`);

@@ -3,15 +3,23 @@
 // current state x is alive between steps. Nothing here reads values back to the host, so on a device backend
 // (WebGPU) the loop only records work: each step ends with td.getBackend().flush(), which submits that step
 // while the CPU records the next one. Read the result with `await x.read()`.
+//
+// Given `replayModel` (the model taking its timesteps as a tensor) on a backend that records (WebGPU), the
+// first step is captured (engine/capture.ts) and the others replay it: per step only the timesteps, the
+// noise z and the step's scalars are written, and ~140 recorded dispatches encoded again. Same arithmetic
+// as the eager loop, to float32 rounding.
 import * as td from "../engine/index.ts";
 import type { NoiseSchedule } from "./schedules.ts";
-import { previousTimestep, resolveSampler, sampleStep, samplerTimesteps, stepVariance, type SamplerConfig, type StepOptions } from "./samplers.ts";
+import { applyStep, previousTimestep, resolveSampler, sampleStep, samplerTimesteps, stepScalars, stepVariance, type SamplerConfig, type StepOptions, type StepScalars } from "./samplers.ts";
 
 /**
  * Predicts the noise in x [B,...] at timesteps t (length B, all equal here). `labels` (length B; -1 = no label)
  * is passed only when the caller gives labels; unetForward(params, x, t, {labels}) fits this shape.
  */
 export type NoiseModel = (x: td.Tensor, t: Int32Array, labels?: Int32Array) => td.Tensor;
+
+/** The same model with its timesteps as an int32 tensor [B] (unetForward accepts both). */
+export type TimestepTensorModel = (x: td.Tensor, t: td.Tensor, labels?: Int32Array) => td.Tensor;
 
 export interface StepInfo {
   /** 0-based step number; `steps` steps in all. */
@@ -22,8 +30,8 @@ export interface StepInfo {
   /** The timestep of `x` (-1 = the final, clean sample). */
   tPrev: number;
   /**
-   * The real state x_tPrev after this step (not a copy). It is disposed when the next step replaces it, so
-   * read it inside the callback: `const values = x.read()` (works on every backend; the copy is taken at call
+   * The real state x_tPrev after this step (not a copy). It is disposed when the next step replaces it (or,
+   * when steps are replayed, overwritten by the next one), so read it inside the callback: `const values = x.read()` (works on every backend; the copy is taken at call
    * time, so await the promise later, after sampling if you like), or keep an engine copy (td.stopGradient(x),
    * yours to dispose). `x.data`/`x.toTypedArray()` work only on host backends (CPU, Wasm).
    */
@@ -33,6 +41,12 @@ export interface StepInfo {
 export interface SampleOptions extends StepOptions {
   /** The noise predictor. */
   model: NoiseModel;
+  /**
+   * The same predictor taking its timesteps as a tensor. With it, on a backend that records steps (WebGPU),
+   * one step is captured and replayed for the others (far less host work per step); without it, or on host
+   * backends, every step runs `model` through the frontend.
+   */
+  replayModel?: TimestepTensorModel;
   /**
    * The schedule to sample with: normally the model's own (the one it was trained with). To reproduce the
    * tutorial's train/sample mismatch pass makeSchedule(TUTORIAL_SAMPLER_SCHEDULE) (see tutorialSamplerSetup).
@@ -64,6 +78,16 @@ export interface SampleOptions extends StepOptions {
 
 /** The noise prediction at timestep t, with classifier-free guidance when asked for. */
 export function predictNoise(model: NoiseModel, x: td.Tensor, t: number, labels?: ArrayLike<number>, guidanceScale?: number): td.Tensor {
+  return guidedNoise((input, l) => model(input, new Int32Array(input.shape[0]!).fill(t), l), x, labels, guidanceScale);
+}
+
+/** Whether predictNoise runs the model on [x; x] (classifier-free guidance). */
+function guided(guidanceScale: number | undefined): boolean {
+  return guidanceScale !== undefined && guidanceScale !== 1;
+}
+
+/** predictNoise with the model's timesteps already bound: `call(input, labels)`. */
+function guidedNoise(call: (input: td.Tensor, labels?: Int32Array) => td.Tensor, x: td.Tensor, labels?: ArrayLike<number>, guidanceScale?: number): td.Tensor {
   const b = x.shape[0]!;
   const labelArray = labels === undefined ? undefined : Int32Array.from(labels);
   if (labelArray && labelArray.length !== b) throw new Error(`predictNoise: ${labelArray.length} labels for a batch of ${b}`);
@@ -73,15 +97,13 @@ export function predictNoise(model: NoiseModel, x: td.Tensor, t: number, labels?
     }
     return out;
   };
-  if (guidanceScale === undefined || guidanceScale === 1) {
-    return checkShape(model(x, new Int32Array(b).fill(t), labelArray), x.shape);
-  }
+  if (guidanceScale === undefined || !guided(guidanceScale)) return checkShape(call(x, labelArray), x.shape);
   if (!labelArray) throw new Error("classifier-free guidance (guidanceScale) needs labels");
   if (!Number.isFinite(guidanceScale)) throw new Error(`guidanceScale must be finite, got ${guidanceScale}`);
   const both = td.concat([x, x], 0);
   const bothLabels = new Int32Array(2 * b).fill(-1);
   bothLabels.set(labelArray, 0);
-  const out = checkShape(model(both, new Int32Array(2 * b).fill(t), bothLabels), both.shape);
+  const out = checkShape(call(both, bothLabels), both.shape);
   const rest = x.shape.slice(1);
   const zeros = rest.map(() => 0);
   const conditional = td.slice(out, [0, ...zeros], [b, ...rest]);
@@ -116,6 +138,10 @@ export function sample(options: SampleOptions): td.Tensor {
   const stepOptions: StepOptions = { clipDenoised: options.clipDenoised };
   const timesteps = samplerTimesteps(sampler, schedule);
 
+  if (options.replayModel && dtype !== "float64" && td.canCapture()) {
+    return sampleReplayed(options, options.replayModel, shape, dtype, timesteps, stepOptions);
+  }
+
   return td.noGrad(() => {
     let x = options.x ?? initialNoise(key, shape, dtype);
     const owned = (tensor: td.Tensor): boolean => tensor !== options.x;
@@ -139,6 +165,57 @@ export function sample(options: SampleOptions): td.Tensor {
     } catch (error) {
       if (owned(x)) x.dispose();
       throw error;
+    }
+  });
+}
+
+/** sample() with the first step captured and replayed for the rest (see the file header). */
+function sampleReplayed(
+  options: SampleOptions, model: TimestepTensorModel, shape: readonly number[], dtype: td.DType, timesteps: Int32Array, stepOptions: StepOptions,
+): td.Tensor {
+  const { schedule, sampler, key, onStep, labels, guidanceScale } = options;
+  const { kind } = resolveSampler(sampler, schedule);
+  const size = td.sizeOf(shape);
+  const modelBatch = (guided(guidanceScale) ? 2 : 1) * shape[0]!;
+  const scalars = Array.from(timesteps, (t, i) => stepScalars(sampler, schedule, t, previousTimestep(timesteps, i), stepOptions));
+  // One recorded step serves every step only if all have the same ops: with noise anywhere, all add sigma z
+  // (sigma = 0, z = 0 where a step adds none: mean + 0 z = mean exactly).
+  const noisy = scalars.some((k) => k.sigma > 0);
+  const names = ["a", "b", "p", "q", "sigma"] as const;
+  const hostInputs = (i: number): (Int32Array | Float32Array)[] => {
+    const values: (Int32Array | Float32Array)[] = [new Int32Array(modelBatch).fill(timesteps[i]!)];
+    if (noisy) values.push(scalars[i]!.sigma > 0 ? Float32Array.from(td.random.normalArray(stepNoiseKey(key, i), size)) : new Float32Array(size));
+    for (const name of names) values.push(Float32Array.of(scalars[i]![name]));
+    return values;
+  };
+  const body = ([x, t, ...rest]: td.Tensor[]): td.Tensor[] => {
+    const z = noisy ? rest.shift()! : null;
+    const k = Object.fromEntries(names.map((name, j) => [name, rest[j]!])) as unknown as StepScalars<td.Tensor>;
+    const eps = guidedNoise((input, l) => model(input, t!, l), x!, labels, guidanceScale);
+    return [applyStep(kind, stepOptions.clipDenoised, x!, eps, z, k)];
+  };
+
+  return td.noGrad(() => {
+    const x0 = options.x ?? initialNoise(key, shape, dtype);
+    const initial = td.tidy(() => [x0, ...hostInputs(0).map((v, j) => {
+      const isScalar = j >= (noisy ? 2 : 1);
+      return td.tensor(v, j === 0 ? [modelBatch] : isScalar ? [] : shape, j === 0 ? "int32" : dtype);
+    })]);
+    let step: td.CapturedStep;
+    try {
+      step = td.captureStep(body, initial);
+    } finally {
+      for (const t of initial) if (t !== options.x) t.dispose();
+    }
+    try {
+      const x = step.outputs[0]!;
+      for (let i = 0; i < timesteps.length; i++) {
+        if (i > 0) step.replay([x, ...hostInputs(i)]);
+        onStep?.({ index: i, steps: timesteps.length, t: timesteps[i]!, tPrev: previousTimestep(timesteps, i), x });
+      }
+      return td.stopGradient(x); // the caller's copy: the step's own output goes with it
+    } finally {
+      step.dispose();
     }
   });
 }

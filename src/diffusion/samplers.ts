@@ -161,6 +161,71 @@ function clipRange(clip: StepOptions["clipDenoised"]): readonly [number, number]
 }
 
 /**
+ * The numbers one step multiplies by (applyStep says where each goes). Host numbers in an eager step;
+ * tensors in a captured one (sample.ts), where they are a replay's inputs.
+ */
+export interface StepScalars<S extends number | td.Tensor = number> {
+  a: S;
+  b: S;
+  /** With clipDenoised: x0 = clip((x_t - p eps) / q). */
+  p: S;
+  q: S;
+  /** sigma_t, the standard deviation of the noise added (0: none). */
+  sigma: S;
+}
+
+/** The scalars of the step t -> tPrev, computed in float64 from the schedule (see sampleStep). */
+export function stepScalars(config: SamplerConfig, schedule: NoiseSchedule, t: number, tPrev: number, options: StepOptions = {}): StepScalars {
+  const { kind } = resolveSampler(config, schedule);
+  const c = stepCoefficients(config, schedule, t, tPrev);
+  const sigma = Math.sqrt(c.variance);
+  const sqrtOneMinusAbar = Math.sqrt(1 - c.abar);
+  const sqrtAbar = Math.sqrt(c.abar);
+  const direction = Math.sqrt(Math.max(0, 1 - c.abarPrev - c.variance));
+  if (!clipRange(options.clipDenoised)) {
+    if (kind === "ddpm") return { a: 1 / Math.sqrt(c.alpha), b: c.oneMinusAlpha / sqrtOneMinusAbar, p: 0, q: 0, sigma };
+    // sqrt(abar_prev) x0 + dir eps with x0 substituted: both coefficients folded in float64.
+    const ratio = Math.sqrt(c.abarPrev / c.abar);
+    return { a: ratio, b: direction - ratio * sqrtOneMinusAbar, p: 0, q: 0, sigma };
+  }
+  const p = sqrtOneMinusAbar;
+  const q = sqrtAbar;
+  if (kind === "ddpm") {
+    // Posterior mean mu~(x_t, x0) = sqrt(abar_prev)(1 - alpha)/(1 - abar) x0 + sqrt(alpha)(1 - abar_prev)/(1 - abar) x_t.
+    return { a: (Math.sqrt(c.abarPrev) * c.oneMinusAlpha) / (1 - c.abar), b: (Math.sqrt(c.alpha) * (1 - c.abarPrev)) / (1 - c.abar), p, q, sigma };
+  }
+  return { a: Math.sqrt(c.abarPrev), b: direction, p, q, sigma };
+}
+
+/**
+ * x_tPrev from x_t, the predicted noise and the step's scalars (+ sigma z when `noise` is given):
+ *   ddpm: a (x_t - b eps)                      ddim: a x_t + b eps
+ *   clipped, x0 = clip((x_t - p eps) / q):  ddpm: a x0 + b x_t    ddim: a x0 + b (x_t - q x0) / p
+ */
+export function applyStep<S extends number | td.Tensor>(
+  kind: SamplerKind,
+  clipDenoised: StepOptions["clipDenoised"],
+  xt: td.Tensor,
+  predictedNoise: td.Tensor,
+  noise: td.Tensor | null,
+  k: StepScalars<S>,
+): td.Tensor {
+  const range = clipRange(clipDenoised);
+  let mean: td.Tensor;
+  if (!range) {
+    mean = kind === "ddpm"
+      ? td.mul(k.a, td.sub(xt, td.mul(k.b, predictedNoise))) // the tutorial's expression, in its order of operations
+      : td.add(td.mul(k.a, xt), td.mul(k.b, predictedNoise));
+  } else {
+    const x0 = td.clip(td.div(td.sub(xt, td.mul(k.p, predictedNoise)), k.q), range[0], range[1]);
+    mean = kind === "ddpm"
+      ? td.add(td.mul(k.a, x0), td.mul(k.b, xt))
+      : td.add(td.mul(k.a, x0), td.mul(k.b, td.div(td.sub(xt, td.mul(k.q, x0)), k.p)));
+  }
+  return noise ? td.add(mean, td.mul(k.sigma, noise)) : mean;
+}
+
+/**
  * One reverse step x_t -> x_tPrev, given the model's noise prediction eps = eps_theta(x_t, t) and standard
  * normal `noise` z of x_t's shape (needed only when the step's variance is > 0; ignored otherwise). Pure: no
  * state, no randomness of its own. Arithmetic is in x_t's dtype; the scalar coefficients are computed in
@@ -187,36 +252,7 @@ export function sampleStep(
   options: StepOptions = {},
 ): td.Tensor {
   const { kind } = resolveSampler(config, schedule);
-  const c = stepCoefficients(config, schedule, t, tPrev);
-  const sigma = Math.sqrt(c.variance);
-  if (sigma > 0 && !noise) throw new Error(`sampleStep: the step ${t} -> ${tPrev} adds noise (sigma = ${sigma}) but no noise was given`);
-  const range = clipRange(options.clipDenoised);
-  const sqrtOneMinusAbar = Math.sqrt(1 - c.abar);
-
-  let mean: td.Tensor;
-  if (!range) {
-    if (kind === "ddpm") {
-      // The tutorial's expression, in its order of operations.
-      mean = td.mul(1 / Math.sqrt(c.alpha), td.sub(xt, td.mul(c.oneMinusAlpha / sqrtOneMinusAbar, predictedNoise)));
-    } else {
-      // sqrt(abar_prev) x0 + dir eps with x0 substituted: both coefficients folded in float64.
-      const ratio = Math.sqrt(c.abarPrev / c.abar);
-      const direction = Math.sqrt(Math.max(0, 1 - c.abarPrev - c.variance));
-      mean = td.add(td.mul(ratio, xt), td.mul(direction - ratio * sqrtOneMinusAbar, predictedNoise));
-    }
-  } else {
-    const sqrtAbar = Math.sqrt(c.abar);
-    const x0 = td.clip(td.div(td.sub(xt, td.mul(sqrtOneMinusAbar, predictedNoise)), sqrtAbar), range[0], range[1]);
-    if (kind === "ddpm") {
-      // Posterior mean mu~(x_t, x0) = sqrt(abar_prev)(1 - alpha)/(1 - abar) x0 + sqrt(alpha)(1 - abar_prev)/(1 - abar) x_t.
-      const cx0 = (Math.sqrt(c.abarPrev) * c.oneMinusAlpha) / (1 - c.abar);
-      const cxt = (Math.sqrt(c.alpha) * (1 - c.abarPrev)) / (1 - c.abar);
-      mean = td.add(td.mul(cx0, x0), td.mul(cxt, xt));
-    } else {
-      const eps = td.div(td.sub(xt, td.mul(sqrtAbar, x0)), sqrtOneMinusAbar);
-      const direction = Math.sqrt(Math.max(0, 1 - c.abarPrev - c.variance));
-      mean = td.add(td.mul(Math.sqrt(c.abarPrev), x0), td.mul(direction, eps));
-    }
-  }
-  return sigma > 0 ? td.add(mean, td.mul(sigma, noise!)) : mean;
+  const k = stepScalars(config, schedule, t, tPrev, options);
+  if (k.sigma > 0 && !noise) throw new Error(`sampleStep: the step ${t} -> ${tPrev} adds noise (sigma = ${k.sigma}) but no noise was given`);
+  return applyStep(kind, options.clipDenoised, xt, predictedNoise, k.sigma > 0 ? noise! : null, k);
 }

@@ -69,6 +69,19 @@ export interface AdamWArgs {
   lr: number;
 }
 
+/** The commands of a recorded step (Backend.startRecording). */
+export interface Recording {
+  /** Dispatches recorded. */
+  readonly dispatches: number;
+  /**
+   * Writes the host values, copies the storage pairs [source, destination], then runs the commands again
+   * and starts them (flush). The storage written must not be in use by anything recorded since.
+   */
+  replay(writes: readonly (readonly [Storage, TypedArray])[], copies: readonly (readonly [Storage, Storage])[]): void;
+  /** Hands the recording's storage back (replay no more). */
+  dispose(): void;
+}
+
 export interface Backend {
   readonly name: string;
   /** Storage of `size` elements; contents are unspecified. */
@@ -83,6 +96,11 @@ export interface Backend {
   flush(): void;
   /** Frees what the backend holds (a GPU device, worker threads). */
   dispose?(): void;
+  /**
+   * Device backends: records every command from now on (besides running it) until the returned function
+   * is called, which ends the recording and returns it, to be replayed on the same storage (capture.ts).
+   */
+  startRecording?(): () => Recording;
 
   unary(op: UnaryOp, x: Storage, out: Storage): void;
   /** NumPy broadcasting; aShape, bShape and outShape have equal rank. */

@@ -59,15 +59,24 @@ export function initUNet(config: UNetConfig, key: td.random.RandomKey, dtype: td
   return params;
 }
 
+/** Timesteps: host numbers, or an int32 tensor [B] (values on the device, e.g. a captured sampler step's input). */
+export type Timesteps = ArrayLike<number> | td.Tensor;
+
 /**
  * Sinusoidal embedding [sin(t f), cos(t f)], f = exp(-i log(10000)/(half-1)). In float32 every
  * intermediate is rounded as JAX does, because the angles reach ~1000 rad and rounding them matters.
+ * From a tensor t the same products are formed by the backend (t is exact in float32), and sin/cos there.
  */
-export function timestepEmbedding(t: ArrayLike<number>, dim: number, dtype: td.DType): td.Tensor {
+export function timestepEmbedding(t: Timesteps, dim: number, dtype: td.DType): td.Tensor {
   const half = dim / 2;
   const round = dtype === "float32" ? Math.fround : (v: number) => v;
   const step = round(Math.log(10000) / (half - 1));
   const freqs = Array.from({ length: half }, (_, i) => round(Math.exp(round(i * round(-step)))));
+  if (t instanceof td.Tensor) {
+    if (t.dtype !== "int32" || t.rank !== 1) throw new Error(`timesteps tensor must be int32 [B], got ${t.dtype} [${t.shape.join(",")}]`);
+    const angles = td.mul(td.reshape(td.cast(t, dtype), [t.size, 1]), td.tensor(freqs, [1, half], dtype));
+    return td.concat([td.sin(angles), td.cos(angles)], 1);
+  }
   const out = new Float64Array(t.length * dim);
   for (let b = 0; b < t.length; b++) {
     for (let i = 0; i < half; i++) {
@@ -95,10 +104,10 @@ function addTime(x: td.Tensor, timeProjection: td.Tensor): td.Tensor {
 }
 
 /**
- * Predicts the noise in x [B,8,8,C] at integer timesteps t (length B). `labels` (length B, -1 = none)
+ * Predicts the noise in x [B,8,8,C] at integer timesteps t (length B: host numbers or an int32 tensor). `labels` (length B, -1 = none)
  * adds a learned class embedding to the time embedding when the model has one.
  */
-export function unetForward(params: UNetParams, x: td.Tensor, t: ArrayLike<number>, options: { labels?: ArrayLike<number>; capture?: Activations } = {}): td.Tensor {
+export function unetForward(params: UNetParams, x: td.Tensor, t: Timesteps, options: { labels?: ArrayLike<number>; capture?: Activations } = {}): td.Tensor {
   const capture = (name: string, value: td.Tensor): td.Tensor => {
     options.capture?.set(name, value);
     return value;

@@ -67,14 +67,20 @@ function batchIndices(count: number, batchSize: number | "full", key: td.random.
   return Int32Array.from(order.slice(0, batchSize));
 }
 
+interface RecordedStep {
+  /** [loss, grad norm]: one read brings both back. */
+  stats: td.Tensor;
+  params: UNetParams;
+  optimizer: OptimizerState;
+  ema: UNetParams | null;
+  lr: number;
+}
+
 /**
- * One training step. The whole step (forward, backward with the penalty, optimizer, EMA) is recorded inside
- * one tidy scope without reading anything back, then submitted at once (backend flush()); only the loss and
- * the gradient norm come back, in one read of a 2-element tensor. The run is updated after that read, all at
- * once (weights, moments, EMA, step, loss history), so it never holds half a step; if the read fails, the run
- * is left as it was. Await each step before the next: steps on one run must not overlap.
+ * Records one step (forward, backward with the penalty, optimizer, EMA) inside one tidy scope without
+ * reading anything back, and submits it (backend flush()). The run is not touched.
  */
-export async function trainStep(run: TrainingRun, data: DigitsDataset): Promise<StepReport> {
+function recordStep(run: TrainingRun, data: DigitsDataset): RecordedStep {
   const { config, schedule } = run;
   const [kBatch, kTime, kNoise, kLabel] = stepKeys(config, run.step);
   const idx = batchIndices(data.count, config.batchSize, kBatch);
@@ -92,8 +98,7 @@ export async function trainStep(run: TrainingRun, data: DigitsDataset): Promise<
   const pixels = new Float32Array(b * 64);
   idx.forEach((i, k) => pixels.set(data.images.subarray(i * 64, (i + 1) * 64), k * 64));
 
-  const old = { params: run.params, optimizer: run.optimizer, ema: run.ema };
-  const result = td.tidy(() => {
+  const recorded = td.tidy(() => {
     const images = td.tensor(pixels, [b, 8, 8, 1]);
     const noise = td.random.normal(kNoise, [b, 8, 8, 1]);
     const model = (p: UNetParams, x: td.Tensor, tt: Int32Array, l?: Int32Array) => unetForward(p, x, tt, { labels: l });
@@ -109,34 +114,78 @@ export async function trainStep(run: TrainingRun, data: DigitsDataset): Promise<
     const ema = run.ema && config.emaDecay !== null
       ? td.noGrad(() => emaUpdate(run.ema!, update.params, run.step, { decay: config.emaDecay! }))
       : null;
-    // [loss, grad norm], so that one read brings both back.
     const stats = td.concat([td.reshape(value, [1]), td.reshape(td.cast(update.gradNorm, value.dtype), [1])], 0);
     return { stats, params: update.params, optimizer: update.state, ema, lr: update.lr };
   });
   td.getBackend().flush();
-  let loss: number;
-  let gradNorm: number;
-  try {
-    const values = await result.stats.read();
-    [loss, gradNorm] = [values[0]!, values[1]!];
-  } catch (e) {
-    disposeReplaced({ params: result.params, optimizer: result.optimizer, ema: result.ema }, old); // the run keeps the old generation
-    throw e;
-  } finally {
-    result.stats.dispose();
-  }
-  run.params = td.keep(result.params);
-  run.optimizer = td.keep(result.optimizer);
-  run.ema = result.ema ? td.keep(result.ema) : null;
+  return recorded;
+}
+
+/** Makes the recorded step the run's state (all at once) and frees what it replaced. */
+function commitStep(run: TrainingRun, recorded: RecordedStep): void {
+  const old = { params: run.params, optimizer: run.optimizer, ema: run.ema };
+  run.params = td.keep(recorded.params);
+  run.optimizer = td.keep(recorded.optimizer);
+  run.ema = recorded.ema ? td.keep(recorded.ema) : null;
   disposeReplaced(old, run);
   // A device backend: settle the old generation's buffers now, so the next step's buffer assignment repeats
   // this one's more often and finds its GPU bind groups cached (bench/webgpu-host.ts). A no-op on the CPU.
   td.getBackend().flush();
   run.step++;
+}
+
+/** Appends the step's loss to the history and makes its report. */
+function reportStep(run: TrainingRun, step: number, lr: number, values: ArrayLike<number>): StepReport {
+  const [loss, gradNorm] = [values[0]!, values[1]!];
   const previous = run.lossHistory[run.lossHistory.length - 1];
   const smoothed = previous === undefined ? loss : 0.99 * previous + 0.01 * loss;
   run.lossHistory.push(smoothed);
-  return { step: run.step, loss, smoothedLoss: smoothed, lr: result.lr, gradNorm };
+  return { step, loss, smoothedLoss: smoothed, lr, gradNorm };
+}
+
+/** The reports of startTrainStep not yet delivered, per run (delivered in step order). */
+const reportsInFlight = new WeakMap<TrainingRun, Promise<unknown>>();
+
+/**
+ * One training step: recorded and submitted at once; only the loss and the gradient norm come back, in one
+ * read of a 2-element tensor. The run is updated after that read, all at once (weights, moments, EMA, step,
+ * loss history), so it never holds half a step; if the read fails, the run is left as it was. Await each
+ * step before the next: steps on one run must not overlap (startTrainStep's reports are awaited first).
+ */
+export async function trainStep(run: TrainingRun, data: DigitsDataset): Promise<StepReport> {
+  await reportsInFlight.get(run);
+  const recorded = recordStep(run, data);
+  let values: td.TypedArray;
+  try {
+    values = await recorded.stats.read();
+  } catch (e) {
+    disposeReplaced({ params: recorded.params, optimizer: recorded.optimizer, ema: recorded.ema }, run); // the run keeps the old generation
+    throw e;
+  } finally {
+    recorded.stats.dispose();
+  }
+  commitStep(run, recorded);
+  return reportStep(run, run.step, recorded.lr, values);
+}
+
+/**
+ * A training step that does not wait for the device: it records and submits the step and advances the run at
+ * once (weights, moments, EMA, step); the report, and the step's loss-history entry, follow when the device
+ * has run it (in step order). So a device computes one step while the host records the next, as an
+ * asynchronous loop of jitted JAX steps does. Await the reports before a checkpoint (the loss history is
+ * complete then). If a read fails (a lost device), the run is ahead of its loss history: discard it.
+ */
+export function startTrainStep(run: TrainingRun, data: DigitsDataset): Promise<StepReport> {
+  const recorded = recordStep(run, data);
+  const values = recorded.stats.read(); // the values as of this point of the stream
+  recorded.stats.dispose();
+  commitStep(run, recorded);
+  const step = run.step;
+  // After the previous report (a failed one fails every later one: the history must not skip a step).
+  const report = Promise.all([values, reportsInFlight.get(run)]).then(([v]) => reportStep(run, step, recorded.lr, v));
+  void report.catch(() => undefined); // the caller gets the failure; this only keeps it from being "unhandled"
+  reportsInFlight.set(run, report);
+  return report;
 }
 
 /** Frees tensors of the previous state that the new state does not reuse. */

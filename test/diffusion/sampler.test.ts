@@ -98,6 +98,22 @@ describe("DDPM step vs the tutorial's JAX sampler (fixture, features 4)", () => 
     });
   });
 
+  test("timesteps as an int32 tensor (a replayed step's input) give the U-Net's output bit for bit", () => {
+    td.tidy(() => {
+      for (const dtype of ["float64", "float32"] as const) {
+        const params = loadParams(4, dtype);
+        const xt = caseTensor(4, "sampler.x_t", dtype);
+        const b = xt.shape[0]!;
+        for (const t of [0, 1, 500, 999]) {
+          const fromNumbers = unetForward(params, xt, new Int32Array(b).fill(t));
+          const fromTensor = unetForward(params, xt, td.tensor(new Int32Array(b).fill(t), [b], "int32"));
+          // Same float products (t is exact in float32) and Math.sin/cos of the same angles on this backend.
+          assert.deepEqual(fromTensor.data, fromNumbers.data, `${dtype} t=${t}`);
+        }
+      }
+    });
+  });
+
   test("the model's own (cosine) schedule gives a different step: the mismatch is real and opt-in", () => {
     td.tidy(() => {
       const xt = caseTensor(4, "sampler.x_t", "float64");
@@ -378,6 +394,23 @@ describe("clipping the predicted x0", () => {
 });
 
 describe("the driver", () => {
+  test("replayModel on a host backend (which cannot record steps): the eager loop, the same sample", () => {
+    td.tidy(() => {
+      assert.equal(td.canCapture(), false);
+      let tensorCalls = 0;
+      const model: NoiseModel = (x) => td.mul(td.tanh(x), 0.3);
+      const replayModel = (x: td.Tensor): td.Tensor => {
+        tensorCalls++;
+        return td.mul(td.tanh(x), 0.3);
+      };
+      const options = { model, schedule: linear, sampler: { kind: "ddim", steps: 5, eta: 0.5 } as const, shape: [2, 8, 8, 1], key: td.random.key(4) };
+      const plain = sample(options);
+      const withReplay = sample({ ...options, replayModel });
+      assert.equal(tensorCalls, 0, "the host path calls `model`");
+      assert.deepEqual(withReplay.data, plain.data);
+    });
+  });
+
   test("one model call per step at the visited timesteps, real states to onStep, flat memory, no gradients", () => {
     td.tidy(() => {
       const calls: number[] = [];

@@ -12,8 +12,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import * as td from "../../src/engine/index.ts";
 import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
-import { initUNet, unetForward, type UNetParams } from "../../src/nn/unet.ts";
-import { sample, sampleWithSnapshots, type NoiseModel, type SampleOptions } from "../../src/diffusion/sample.ts";
+import { initUNet, unetForward, type Timesteps, type UNetParams } from "../../src/nn/unet.ts";
+import { sample, sampleWithSnapshots, type NoiseModel, type SampleOptions, type TimestepTensorModel } from "../../src/diffusion/sample.ts";
 import { makeSchedule } from "../../src/diffusion/schedules.ts";
 import type { SamplerConfig } from "../../src/diffusion/samplers.ts";
 import { decodeNpy } from "../../src/io/npy.ts";
@@ -38,13 +38,15 @@ interface Sampled {
 }
 
 /** Samples on `backend` with a freshly initialized model (same key, so the same weights on every backend). */
-async function sampleOn(backend: td.Backend, config: typeof plainConfig & { numClasses?: number }, options: Omit<SampleOptions, "model" | "schedule" | "key">): Promise<Sampled> {
+async function sampleOn(backend: td.Backend, config: typeof plainConfig & { numClasses?: number }, options: Omit<SampleOptions, "model" | "schedule" | "key">, replay = false): Promise<Sampled> {
   td.setBackend(backend);
   try {
     const params: UNetParams = initUNet(config, td.random.key(11));
-    const model: NoiseModel = (x, t, labels) => unetForward(params, x, t, { labels });
+    const model: NoiseModel & TimestepTensorModel = (x: td.Tensor, t: Timesteps, labels?: Int32Array) => unetForward(params, x, t, { labels });
     const reads: Promise<td.TypedArray>[] = [];
-    const x = td.tidy(() => sample({ ...options, model, schedule, key: td.random.key(5), onStep: (info) => void reads.push(info.x.read()) }));
+    const x = td.tidy(() => sample({
+      ...options, model, replayModel: replay ? model : undefined, schedule, key: td.random.key(5), onStep: (info) => void reads.push(info.x.read()),
+    }));
     const final = Float32Array.from(await x.read());
     x.dispose();
     td.dispose(params);
@@ -145,6 +147,91 @@ describe("sampling on webgpu equals the reference CPU backend", () => {
     // The first snapshot (t = 49) is the initial noise: generated on the host, uploaded, copied: exact.
     assert.deepEqual(got[1], ref[1]);
     // As the DDPM test above (the same sampler and schedule).
+    got.forEach((g, i) => assert.ok(maxError(g, ref[i]!) <= 1e-5, `state ${i}: ${maxError(g, ref[i]!)}`));
+  });
+});
+
+describe("replayed sampling (one step captured, replayed for the rest) equals the reference CPU backend", () => {
+  const shape = [4, 8, 8, 1];
+  // Each case as the eager tests above, now with replayModel: a step's scalars, timesteps and noise are the
+  // replay's inputs. Clipped: the same tolerance as there (1e-5; the replayed step runs the eager step's ops
+  // on the same values). Unclipped, this untrained model's states grow to |3400| (1/sqrt(alpha_t) reaches ~30
+  // at the cosine schedule's noisy end), so float32 rounding differences grow with them: measured on lavapipe
+  // 1.2e-3 (DDPM) and 4.9e-4 (DDIM) at |3400|, i.e. 3.6e-7 of the states' range; bound 5e-3 (1.5e-6 of it).
+  const cases: { what: string; config: typeof conditionalConfig | typeof plainConfig; options: Omit<SampleOptions, "model" | "schedule" | "key">; tolerance: number }[] = [
+    { what: "DDPM 50, unclipped (the tutorial's update; no noise at the last step)", config: plainConfig, options: { sampler: { kind: "ddpm" }, shape }, tolerance: 5e-3 },
+    { what: "DDPM 50, clipped x0", config: plainConfig, options: { sampler: { kind: "ddpm" }, shape, clipDenoised: true }, tolerance: 1e-5 },
+    { what: "DDIM 10 eta 0 (no noise input)", config: plainConfig, options: { sampler: { kind: "ddim", steps: 10 }, shape, clipDenoised: true }, tolerance: 1e-5 },
+    { what: "DDIM 10 eta 0.5, unclipped", config: plainConfig, options: { sampler: { kind: "ddim", steps: 10, eta: 0.5 }, shape }, tolerance: 5e-3 },
+    {
+      what: "DDIM 10 guided w=2", config: conditionalConfig, tolerance: 1e-5,
+      options: { sampler: { kind: "ddim", steps: 10 }, shape, clipDenoised: true, labels: [3, 0, 9, 3], guidanceScale: 2 },
+    },
+  ];
+  for (const { what, config, options, tolerance } of cases) {
+    test(what, async () => {
+      const gpu = await webgpuBackend();
+      const ref = await sampleOn(new CpuBackend(), config, options);
+      const before = gpu.stats();
+      const got = await sampleOn(gpu, config, options, true);
+      const after = gpu.stats();
+      compareRuns(got, ref, `replayed ${what}`, tolerance);
+      // The mechanism: each replay is one submit (and each onStep read one more).
+      const steps = got.steps.length;
+      console.log(`# replayed ${what}: ${after.dispatches - before.dispatches} dispatches, ${after.bindGroupsCreated - before.bindGroupsCreated} bind groups created, ${after.submits - before.submits} submits for ${steps} steps`);
+      assert.ok(after.submits - before.submits <= 2 * steps + 6, `submits: ${after.submits - before.submits} for ${steps} steps`);
+    });
+  }
+
+  test("the replayed steps create no bind groups and record no frontend work", async () => {
+    const gpu = await webgpuBackend();
+    td.setBackend(gpu);
+    try {
+      const params = initUNet(plainConfig, td.random.key(11));
+      const model = (x: td.Tensor, t: Timesteps): td.Tensor => unetForward(params, x, t);
+      const created: number[] = [];
+      const liveDuring: number[] = [];
+      const x = sample({
+        model, replayModel: model, schedule, sampler: { kind: "ddpm" }, shape: [2, 8, 8, 1], key: td.random.key(3),
+        onStep: () => {
+          created.push(gpu.stats().bindGroupsCreated);
+          liveDuring.push(td.memory().tensors);
+        },
+      });
+      assert.equal(created.length, 50);
+      assert.equal(created[49], created[1], "no bind group created after the captured step");
+      assert.ok(liveDuring.every((n) => n === liveDuring[0]), "no tensors made per step");
+      const values = await x.read();
+      assert.ok(values.every(Number.isFinite));
+      td.dispose([x, params]);
+    } finally {
+      td.setBackend(new CpuBackend());
+    }
+  });
+
+  test("sampleWithSnapshots with replayModel: the snapshots are copies taken at their step", async () => {
+    const gpu = await webgpuBackend();
+    const run = async (backend: td.Backend): Promise<Float32Array[]> => {
+      td.setBackend(backend);
+      try {
+        const params = initUNet(plainConfig, td.random.key(11));
+        const model = (x: td.Tensor, t: Timesteps): td.Tensor => unetForward(params, x, t);
+        const { sample: x, snapshots } = sampleWithSnapshots({
+          model, replayModel: model, schedule, sampler: { kind: "ddpm" }, shape: [2, 8, 8, 1], key: td.random.key(9), clipDenoised: true,
+        }, [49, 30, 10, -1]);
+        const values = await Promise.all([x, ...snapshots.map((s) => s.x)].map(async (t) => Float32Array.from(await t.read())));
+        td.dispose([x, ...snapshots.map((s) => s.x), params]);
+        return values;
+      } finally {
+        td.setBackend(new CpuBackend());
+      }
+    };
+    const live = td.memory().tensors;
+    const ref = await run(new CpuBackend());
+    const got = await run(gpu);
+    assert.equal(td.memory().tensors, live, "every tensor disposed");
+    // Distinct states (a snapshot that aliased the step's output would equal the final sample).
+    assert.ok(maxError(got[2]!, got[0]!) > 0.01, "t = 30 differs from the final sample");
     got.forEach((g, i) => assert.ok(maxError(g, ref[i]!) <= 1e-5, `state ${i}: ${maxError(g, ref[i]!)}`));
   });
 });

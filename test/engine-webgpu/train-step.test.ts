@@ -8,7 +8,7 @@ import * as td from "../../src/engine/index.ts";
 import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
 import { loadDigitsSplit } from "../../src/data/digits-node.ts";
 import { QUICK_PRESET, type TrainConfig } from "../../src/train/config.ts";
-import { newRun, trainingTensors, trainStep, type StepReport, type TrainingRun } from "../../src/train/trainer.ts";
+import { newRun, startTrainStep, trainingTensors, trainStep, type StepReport, type TrainingRun } from "../../src/train/trainer.ts";
 import { webgpuBackend } from "./helpers.ts";
 import { maxAbs } from "../helpers/backend-parity.ts";
 
@@ -158,6 +158,36 @@ test("10 webgpu train steps: live tensors constant, the buffer pool stops growin
     td.dispose([run.params, run.optimizer, run.ema]);
   } finally {
     gpu.read = read;
+    td.setBackend(new CpuBackend());
+  }
+});
+
+test("startTrainStep on webgpu (two steps in flight, as `train` runs them) equals awaited trainStep, bit for bit", async () => {
+  const gpu = await webgpuBackend();
+  td.setBackend(gpu);
+  try {
+    const awaited = newRun(config);
+    const awaitedReports: StepReport[] = [];
+    for (let i = 0; i < 4; i++) awaitedReports.push(await trainStep(awaited, data));
+    const pipelined = newRun(config);
+    const reports: StepReport[] = [];
+    let inFlight: Promise<StepReport> | null = null;
+    const live: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const next = startTrainStep(pipelined, data); // recorded while the previous step may still run
+      if (inFlight) reports.push(await inFlight);
+      inFlight = next;
+      live.push(td.memory().tensors);
+    }
+    reports.push(await inFlight!);
+    // The same kernels on the same values in the same order: equal, not just close.
+    assert.deepEqual(reports, awaitedReports);
+    assert.deepEqual(pipelined.lossHistory, awaited.lossHistory);
+    const [a, b] = [await snapshot(awaited), await snapshot(pipelined)];
+    for (const [name, values] of a) assert.deepEqual(b.get(name), values, name);
+    assert.ok(live.every((n) => n === live[0]), `live tensors per step: ${live.join(", ")}`);
+    td.dispose([awaited.params, awaited.optimizer, awaited.ema, pipelined.params, pipelined.optimizer, pipelined.ema]);
+  } finally {
     td.setBackend(new CpuBackend());
   }
 });

@@ -66,6 +66,16 @@ describe("keys", () => {
     assert.deepEqual(random.normalArray(k, 3), random.normalArray(k, 6).slice(0, 3));
   });
 
+  test("randomBits (rounds spelled out) gives threefry2x32's words: counter j -> words 2j, 2j + 1", () => {
+    for (const k of [[0, 0], [1, 2], [0xffffffff, 0x12345678], random.key(2 ** 40 + 3)] as const) {
+      for (const n of [1, 2, 7, 64, 1001]) {
+        const bits = random.randomBits(k, n);
+        assert.equal(bits.length, n);
+        for (let i = 0; i < n; i++) assert.equal(bits[i], random.threefry2x32(k, i >>> 1, 0x5bd1e995)[i % 2], `key ${k}, n ${n}, word ${i}`);
+      }
+    }
+  });
+
   test("split: deterministic, all keys distinct from each other and from the parent; foldIn", () => {
     const k = random.key(7);
     const keys = random.split(k, 8);

@@ -9,7 +9,7 @@ import * as td from "../../src/engine/index.ts";
 import { loadDigitsSplit } from "../../src/data/digits-node.ts";
 import { loadCheckpoint, saveCheckpoint } from "../../src/io/checkpoint.ts";
 import { QUICK_PRESET, type TrainConfig } from "../../src/train/config.ts";
-import { checkpointState, newRun, restoreRun, trainingTensors, trainStep, type TrainingCheckpointState, type TrainingRun } from "../../src/train/trainer.ts";
+import { checkpointState, newRun, restoreRun, startTrainStep, trainingTensors, trainStep, type StepReport, type TrainingCheckpointState, type TrainingRun } from "../../src/train/trainer.ts";
 
 const config: TrainConfig = {
   ...structuredClone(QUICK_PRESET),
@@ -55,6 +55,31 @@ test("resume from a checkpoint equals the uninterrupted run, bit for bit", async
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("startTrainStep (steps in flight, as `train` runs them) equals trainStep: reports, loss history, weights", async () => {
+  const awaited = newRun({ ...config, emaDecay: 0.9 });
+  const awaitedReports: StepReport[] = [];
+  for (let i = 0; i < 5; i++) awaitedReports.push(await trainStep(awaited, data));
+
+  const pipelined = newRun({ ...config, emaDecay: 0.9 });
+  const pending: Promise<StepReport>[] = [];
+  for (let i = 0; i < 5; i++) {
+    pending.push(startTrainStep(pipelined, data));
+    assert.equal(pipelined.step, i + 1, "the run advances when the step is recorded");
+  }
+  const reports = await Promise.all(pending);
+  assert.deepEqual(reports, awaitedReports);
+  assert.deepEqual(pipelined.lossHistory, awaited.lossHistory);
+  const a = snapshot(awaited);
+  const b = snapshot(pipelined);
+  for (const [name, values] of a) assert.deepEqual(b.get(name), values, name); // exact equality
+  // trainStep after startTrainStep waits for the reports in flight: the history stays in step order.
+  const mixed = newRun(config);
+  void startTrainStep(mixed, data);
+  const second = await trainStep(mixed, data);
+  assert.equal(second.step, 2);
+  assert.equal(mixed.lossHistory.length, 2);
 });
 
 test("training memory stays flat: live tensors are constant across steps", async () => {

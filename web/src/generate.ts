@@ -2,10 +2,10 @@
 // plus the real intermediate states x_t for the animation and, optionally, sample()'s clipDenoised.
 // With clip off the result equals the CLI's bit for bit (test/web checks it).
 import * as td from "../../src/engine/index.ts";
-import { initialNoise, sample, type NoiseModel } from "../../src/diffusion/sample.ts";
+import { initialNoise, sample, type NoiseModel, type TimestepTensorModel } from "../../src/diffusion/sample.ts";
 import { samplerTimesteps, type SamplerConfig } from "../../src/diffusion/samplers.ts";
 import type { NoiseSchedule } from "../../src/diffusion/schedules.ts";
-import { unetForward, type UNetParams } from "../../src/nn/unet.ts";
+import { unetForward, type Timesteps, type UNetParams } from "../../src/nn/unet.ts";
 import type { TrainConfig } from "../../src/train/config.ts";
 import type { SamplerChoice } from "./protocol.ts";
 
@@ -50,7 +50,8 @@ export async function generateImages(
   const sampler = samplerConfig(choice);
   const conditional = isConditional(config);
   const labels = conditional ? Array.from({ length: n }, (_, i) => i % 10) : undefined;
-  const model: NoiseModel = (x, t, l) => unetForward(params, x, t, { labels: l });
+  // Timesteps as numbers or a tensor: on WebGPU sample() records one step and replays it for the others.
+  const model: NoiseModel & TimestepTensorModel = (x: td.Tensor, t: Timesteps, l?: Int32Array) => unetForward(params, x, t, { labels: l });
   const key = td.random.key(seed);
   const shape = [n, 8, 8, 1];
   const timesteps = samplerTimesteps(sampler, schedule);
@@ -69,7 +70,7 @@ export async function generateImages(
     const x0 = initialNoise(key, shape);
     emit(0, timesteps[0]!, x0);
     return sample({
-      model, schedule, sampler, shape, key, x: x0, labels, clipDenoised: choice.clip ?? false,
+      model, replayModel: model, schedule, sampler, shape, key, x: x0, labels, clipDenoised: choice.clip ?? false,
       guidanceScale: conditional ? 2 : undefined,
       onStep: (info) => emit(info.index + 1, info.tPrev, info.x),
     });

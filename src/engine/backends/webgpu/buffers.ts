@@ -29,6 +29,8 @@ export class BufferPool {
   private readonly sizes = new WeakMap<GPUBuffer, number>();
   /** Creation order of each buffer: settle() sorts the free lists by it (see there). */
   private readonly order = new WeakMap<GPUBuffer, number>();
+  /** A buffer was released since the last settle() (else the free lists are still sorted). */
+  private unsorted = false;
   /** Bytes in buffers created by the pool (live or free). */
   allocatedBytes = 0;
   created = 0;
@@ -39,7 +41,12 @@ export class BufferPool {
     const size = sizeClass(bytes);
     const fromRecent = forQueueWrite ? undefined : this.recent.get(size)?.pop();
     const buf = fromRecent ?? this.settled.get(size)?.pop();
-    if (buf) return buf;
+    return buf ?? this.create(bytes);
+  }
+
+  /** A new buffer of the pool (release() takes it like any other). */
+  create(bytes: number): GPUBuffer {
+    const size = sizeClass(bytes);
     const created = this.device.createBuffer({ size, usage: this.usage, label: `${this.label}#${this.created}` });
     this.sizes.set(created, size);
     this.order.set(created, this.created);
@@ -52,6 +59,7 @@ export class BufferPool {
     const size = this.sizes.get(buf);
     if (size === undefined) throw new Error("BufferPool.release: buffer does not belong to this pool");
     const map = settledNow ? this.settled : this.recent;
+    this.unsorted = true;
     let list = map.get(size);
     if (!list) map.set(size, (list = []));
     list.push(buf);
@@ -64,6 +72,8 @@ export class BufferPool {
    * weights reuses the same buffers every other step, and so its cached bind groups.
    */
   settle(): void {
+    if (!this.unsorted) return; // a replayed step releases nothing: nothing to move or sort
+    this.unsorted = false;
     for (const [size, list] of this.recent) {
       let into = this.settled.get(size);
       if (!into) this.settled.set(size, (into = []));
@@ -71,6 +81,23 @@ export class BufferPool {
     }
     this.recent.clear();
     for (const list of this.settled.values()) list.sort((a, b) => this.order.get(b)! - this.order.get(a)!);
+  }
+
+  /**
+   * Takes these buffers out of the free lists (those that are there), so the pool hands them to no one
+   * until they are released again. Returns the ones taken.
+   */
+  withdraw(buffers: ReadonlySet<GPUBuffer>): GPUBuffer[] {
+    const taken: GPUBuffer[] = [];
+    for (const map of [this.settled, this.recent]) {
+      for (const [size, list] of map) {
+        const kept = list.filter((b) => !buffers.has(b));
+        if (kept.length === list.length) continue;
+        for (const b of list) if (buffers.has(b)) taken.push(b);
+        map.set(size, kept);
+      }
+    }
+    return taken;
   }
 
   /** Destroys the free (settled) buffers. */
@@ -101,8 +128,14 @@ export class ParamArena {
   private readonly slotsPerChunk = 256;
   private readonly chunks: { buffer: GPUBuffer; staging: Uint32Array }[] = [];
   private used = 0;
+  /** Slots already written (a persistent arena keeps its slots; see flush). */
+  private written = 0;
 
-  constructor(private readonly device: GPUDevice) {}
+  /**
+   * `persistent`: slots are never reused, so bind groups that refer to them stay valid for a replay
+   * (the arena of a recording); flush() writes only the slots added since the last flush.
+   */
+  constructor(private readonly device: GPUDevice, private readonly persistent = false) {}
 
   /** Stores the words (<= 64) and returns where they live. */
   push(words: ArrayLike<number>): { buffer: GPUBuffer; offset: number } {
@@ -127,16 +160,17 @@ export class ParamArena {
     return { buffer: chunk.buffer, offset: slot * ParamArena.SLOT };
   }
 
-  /** Writes the staged slots to the GPU (queue order) and starts over. */
+  /** Writes the staged slots to the GPU (queue order) and, unless persistent, starts over. */
   flush(queue: GPUQueue): void {
-    let remaining = this.used;
-    for (const chunk of this.chunks) {
-      if (remaining <= 0) break;
-      const slots = Math.min(remaining, this.slotsPerChunk);
-      queue.writeBuffer(chunk.buffer, 0, chunk.staging.buffer, 0, slots * ParamArena.SLOT);
-      remaining -= slots;
+    for (let slot = this.written; slot < this.used; ) {
+      const chunk = this.chunks[Math.floor(slot / this.slotsPerChunk)]!;
+      const first = slot % this.slotsPerChunk;
+      const slots = Math.min(this.used - slot, this.slotsPerChunk - first);
+      queue.writeBuffer(chunk.buffer, first * ParamArena.SLOT, chunk.staging.buffer, first * ParamArena.SLOT, slots * ParamArena.SLOT);
+      slot += slots;
     }
-    this.used = 0;
+    if (this.persistent) this.written = this.used;
+    else this.used = 0;
   }
 
   get pending(): number {

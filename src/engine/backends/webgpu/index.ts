@@ -5,7 +5,7 @@
 // float32 unary and binary ops are fused (fusion.ts): they record an expression instead of a dispatch, and
 // every other method first materializes the pending arrays it is handed (`ready`). Kernel flips are
 // pending too (flips.ts): conv2d reads a pending flip's source flipped.
-import type { AdamWArgs, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
+import type { AdamWArgs, Backend, BinaryOp, Recording, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
 import { describeAdapter, type GpuDeviceOptions } from "./device.ts";
 import { PendingFlips, type FlipStats } from "./flips.ts";
 import { ElementwiseFusion, type FusionStats } from "./fusion.ts";
@@ -123,6 +123,35 @@ export class WebGpuBackend implements Backend {
   }
   dispose(): void {
     this.kernels.destroy();
+  }
+
+  startRecording(): () => Recording {
+    this.flush();
+    this.kernels.startRecording();
+    return () => {
+      this.flush();
+      const recording = this.kernels.stopRecording();
+      const kernels = this.kernels;
+      return {
+        dispatches: recording.dispatches,
+        replay: (writes, copies) => {
+          this.flush(); // what was recorded before the writes must see the old values
+          for (const [target, values] of writes) {
+            if (!isGpuArray(target) || values instanceof Float64Array) throw new Error("webgpu replay: writes go to GPU arrays, from float32 or int32 values");
+            if (values.length !== target.length || (values instanceof Float32Array) !== (target.dtype === "float32")) {
+              throw new Error(`webgpu replay: ${values.length} ${values.constructor.name} values into a ${target.dtype} array of ${target.length}`);
+            }
+            kernels.write(target, values);
+          }
+          kernels.replay(recording, copies.map(([src, dst]) => {
+            if (!isGpuArray(src) || !isGpuArray(dst)) throw new Error("webgpu replay: copies are between GPU arrays");
+            return [src, dst] as const;
+          }));
+          this.flush();
+        },
+        dispose: () => kernels.releaseRecording(recording),
+      };
+    };
   }
 
   unary(op: UnaryOp, x: GpuArray, out: GpuArray): void {

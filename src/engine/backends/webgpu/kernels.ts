@@ -19,6 +19,7 @@ import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_
 import { LAYER_NORM, LAYER_NORM_GRAD_X } from "./shaders/norm.ts";
 import { ADAMW, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
 import { REDUCE_PARAM_BASE, cumulativeSource, reduceSource } from "./shaders/reduce.ts";
+import { Recording } from "./recording.ts";
 import { FUSED_ELEMENTWISE_PARAM_BASE, fusedElementwiseSource, type FusedProgram } from "./shaders/fused.ts";
 import { SCAN, SCATTER_COUNT, SCATTER_FILL, SCATTER_UNIQUE, scatterSumSource } from "./shaders/scatter.ts";
 
@@ -151,6 +152,8 @@ export class WebGpuKernels {
   /** Storage buffers a kernel may bind (options.maxStorageBuffers, at most the device's limit). */
   readonly maxStorageBuffers: number;
   private destroyed = false;
+  /** Open while a step is recorded for replay (startRecording .. stopRecording). */
+  private recording: Recording | null = null;
   private dispatchCount = 0;
   private submitCount = 0;
 
@@ -195,7 +198,8 @@ export class WebGpuKernels {
     const pooled = a as PooledArray;
     if (pooled.released) throw new Error("webgpu: GpuArray released twice");
     pooled.released = true;
-    this.pool.release(a.buffer);
+    if (this.recording?.written.has(a.buffer)) this.recording.heldBack.push(a.buffer); // a replay will not write it again
+    else this.pool.release(a.buffer);
   }
 
   /** Copies values into a new GPU array (queue.writeBuffer: it happens before any command not yet submitted). */
@@ -212,20 +216,29 @@ export class WebGpuKernels {
   uploadTarget(data: Float32Array | Int32Array | Float64Array): GpuArray {
     if (data instanceof Float64Array) throw new Error("webgpu: float64 is not supported (WGSL has no f64); cast to float32 first");
     const dtype: GpuDType = data instanceof Float32Array ? "float32" : "int32";
-    const a: PooledArray = { buffer: this.pool.acquire(data.length * 4, true), length: data.length, dtype, released: false };
+    // While recording, a new buffer: a free one may be a temporary of the recording, which a replay rewrites.
+    const buffer = this.recording ? this.pool.create(data.length * 4) : this.pool.acquire(data.length * 4, true);
+    this.recording?.written.add(buffer);
+    const a: PooledArray = { buffer, length: data.length, dtype, released: false };
     return a;
   }
 
   /** Writes an uploadTarget()'s values. */
   write(a: GpuArray, data: Float32Array | Int32Array): void {
     if (data.length === 0) return;
+    this.recording?.written.add(a.buffer);
     // Views of shared memory (the Wasm heap) are copied first: writeBuffer wants an ordinary buffer.
     const src = data.buffer instanceof ArrayBuffer ? data : data.slice();
     this.device.queue.writeBuffer(a.buffer, 0, src.buffer as ArrayBuffer, src.byteOffset, src.byteLength);
   }
 
-  /** Submits pending work, then copies the values back. */
-  async download(a: GpuArray): Promise<Float32Array | Int32Array> {
+  /** Submits pending work, then copies the values back (refused, at once, while recording). */
+  download(a: GpuArray): Promise<Float32Array | Int32Array> {
+    if (this.recording) throw new Error("webgpu: no reading back while a step is recorded for replay");
+    return this.downloadNow(a);
+  }
+
+  private async downloadNow(a: GpuArray): Promise<Float32Array | Int32Array> {
     const out = a.dtype === "float32" ? new Float32Array(a.length) : new Int32Array(a.length);
     if (a.length === 0) {
       this.submit();
@@ -276,10 +289,63 @@ export class WebGpuKernels {
     }
     buffers.push(...extra);
     this.params.flush(this.device.queue);
-    if (buffers.length) this.device.queue.submit(buffers);
+    this.recording?.arena.flush(this.device.queue);
+    if (buffers.length) {
+      this.device.queue.submit(buffers);
+      this.submitCount++;
+    }
     this.pool.settle();
-    this.submitCount++;
     this.throwIfFailed();
+  }
+
+  // ---- recording and replay (recording.ts) -------------------------------------------------------
+
+  /** Submits what is pending, then records every command until stopRecording(), besides running it. */
+  startRecording(): void {
+    this.checkAlive();
+    if (this.recording) throw new Error("webgpu: a step is already being recorded");
+    this.submit();
+    this.recording = new Recording(new ParamArena(this.device, true));
+  }
+
+  /** Submits and ends the recording; its buffers stay out of the pool until releaseRecording(). */
+  stopRecording(): Recording {
+    const recording = this.recording;
+    if (!recording) throw new Error("webgpu: stopRecording without startRecording");
+    this.submit();
+    this.recording = null;
+    recording.open = false;
+    recording.withdrawn = this.pool.withdraw(recording.buffers);
+    return recording;
+  }
+
+  /** Encodes a recording's commands again (after `copies`, [source, destination] of equal length). */
+  replay(recording: Recording, copies: readonly (readonly [GpuArray, GpuArray])[] = []): void {
+    this.checkAlive();
+    if (recording.open || recording.released) throw new Error(`webgpu: replay of a recording that is ${recording.open ? "still open" : "released"}`);
+    if (this.recording) throw new Error("webgpu: no replay while recording");
+    const enc = this.encoder();
+    for (const [src, dst] of copies) {
+      if (src.length !== dst.length) throw new Error(`webgpu replay: copy of ${src.length} elements into ${dst.length}`);
+      this.copy(enc, src.buffer, 0, dst.buffer, 0, src.length * 4);
+    }
+    for (const c of recording.commands) {
+      if (c.kind === "dispatch") this.encodeDispatch(enc, c.pipeline, c.bindGroup, c.grid);
+      else if (c.kind === "copy") this.copy(enc, c.src, c.srcOffset, c.dst, c.dstOffset, c.bytes);
+      else this.clear(enc, c.buffer, c.bytes);
+    }
+  }
+
+  /** Hands a recording's buffers back to the pool (commands already submitted still run first). */
+  releaseRecording(recording: Recording): void {
+    if (recording.released) return;
+    if (recording.open) throw new Error("webgpu: release of a recording that is still open");
+    recording.released = true;
+    if (this.destroyed) return;
+    for (const b of [...recording.withdrawn, ...recording.heldBack]) this.pool.release(b);
+    // The arena's buffers are destroyed once the GPU is done with them; forget the bind groups naming them.
+    this.bindGroups.clear();
+    void this.device.queue.onSubmittedWorkDone().then(() => recording.arena.destroy());
   }
 
   /** Submits and waits until the GPU has finished everything (for timing). */
@@ -363,7 +429,7 @@ export class WebGpuKernels {
     if (grid[0] === 0 || grid[1] === 0 || grid[2] === 0) return;
     for (const g of grid) if (g > this.maxGroups) throw new Error(`webgpu ${key}: ${g} workgroups exceed the limit ${this.maxGroups}`);
     const pipeline = this.pipeline(key, source, entry);
-    const slot = this.params.push(params);
+    const slot = (this.recording?.arena ?? this.params).push(params);
     let cacheKey = `${key}@${entry}|${this.bufferId(slot.buffer)}:${slot.offset}`;
     for (const buffer of buffers) cacheKey += `,${this.bufferId(buffer)}`;
     let bindGroup = this.bindGroups.get(cacheKey);
@@ -380,6 +446,11 @@ export class WebGpuKernels {
       if (this.bindGroups.size >= BIND_GROUP_CACHE_SIZE) this.bindGroups.clear();
       this.bindGroups.set(cacheKey, bindGroup);
     }
+    this.encodeDispatch(enc, pipeline, bindGroup, grid);
+    this.recording?.dispatch(pipeline, bindGroup, grid, [slot.buffer, ...buffers]);
+  }
+
+  private encodeDispatch(enc: Encoder, pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, grid: readonly [number, number, number]): void {
     let open = this.passes.get(enc);
     if (!open) {
       open = { pass: enc.beginComputePass(), pipeline: null };
@@ -420,12 +491,14 @@ export class WebGpuKernels {
     if (bytes === 0) return;
     this.endPass(enc);
     enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
+    this.recording?.copy(src, srcOffset, dst, dstOffset, bytes);
   }
 
   private clear(enc: Encoder, buffer: GPUBuffer, bytes: number): void {
     if (bytes === 0) return;
     this.endPass(enc);
     enc.clearBuffer(buffer, 0, bytes);
+    this.recording?.clear(buffer, bytes);
   }
 
   // ---- elementwise ------------------------------------------------------------------------------
