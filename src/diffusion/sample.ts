@@ -175,21 +175,21 @@ function sampleReplayed(
 ): td.Tensor {
   const { schedule, sampler, key, onStep, labels, guidanceScale } = options;
   const { kind } = resolveSampler(sampler, schedule);
-  const size = td.sizeOf(shape);
   const modelBatch = (guided(guidanceScale) ? 2 : 1) * shape[0]!;
   const scalars = Array.from(timesteps, (t, i) => stepScalars(sampler, schedule, t, previousTimestep(timesteps, i), stepOptions));
   // One recorded step serves every step only if all have the same ops: with noise anywhere, all add sigma z
-  // (sigma = 0, z = 0 where a step adds none: mean + 0 z = mean exactly).
+  // (sigma = 0 where a step adds none: mean + 0 z = mean exactly). z is drawn on the device from the step's
+  // key (random.normalFromKey: the eager loop's values to float32 rounding), so a replay writes two words.
   const noisy = scalars.some((k) => k.sigma > 0);
   const names = ["a", "b", "p", "q", "sigma"] as const;
   const hostInputs = (i: number): (Int32Array | Float32Array)[] => {
     const values: (Int32Array | Float32Array)[] = [new Int32Array(modelBatch).fill(timesteps[i]!)];
-    if (noisy) values.push(scalars[i]!.sigma > 0 ? Float32Array.from(td.random.normalArray(stepNoiseKey(key, i), size)) : new Float32Array(size));
+    if (noisy) values.push(td.random.keyWords(stepNoiseKey(key, i)));
     for (const name of names) values.push(Float32Array.of(scalars[i]![name]));
     return values;
   };
   const body = ([x, t, ...rest]: td.Tensor[]): td.Tensor[] => {
-    const z = noisy ? rest.shift()! : null;
+    const z = noisy ? td.random.normalFromKey(rest.shift()!, shape, dtype) : null;
     const k = Object.fromEntries(names.map((name, j) => [name, rest[j]!])) as unknown as StepScalars<td.Tensor>;
     const eps = guidedNoise((input, l) => model(input, t!, l), x!, labels, guidanceScale);
     return [applyStep(kind, stepOptions.clipDenoised, x!, eps, z, k)];
@@ -198,8 +198,9 @@ function sampleReplayed(
   return td.noGrad(() => {
     const x0 = options.x ?? initialNoise(key, shape, dtype);
     const initial = td.tidy(() => [x0, ...hostInputs(0).map((v, j) => {
-      const isScalar = j >= (noisy ? 2 : 1);
-      return td.tensor(v, j === 0 ? [modelBatch] : isScalar ? [] : shape, j === 0 ? "int32" : dtype);
+      if (j === 0) return td.tensor(v, [modelBatch], "int32"); // the timesteps
+      if (noisy && j === 1) return td.tensor(v, [2], "int32"); // the noise key
+      return td.tensor(v, [], dtype); // a scalar
     })]);
     let step: td.CapturedStep;
     try {

@@ -156,4 +156,9 @@ export interface Backend {
   adamw(p: Storage, g: Storage, m: Storage, v: Storage, norm: Storage, args: AdamWArgs, outP: Storage, outM: Storage, outV: Storage): void;
   /** Casts between dtypes (float -> int truncates toward zero). */
   cast(x: Storage, out: Storage): void;
+  /**
+   * Standard normals drawn from a key held by the backend (int32 [2]: the RandomKey's words): the values of
+   * random.normalArray(key, out.length), rounded to out's dtype (a device may differ by float32 rounding).
+   */
+  randomNormal(key: Storage, out: Storage): void;
 }

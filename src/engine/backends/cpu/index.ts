@@ -3,6 +3,7 @@ import type { AdamWArgs, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceO
 import { binary, cumulative, layerNorm, layerNormGradX, reduce, select, unary } from "./elementwise.ts";
 import { conv2d, conv2dKernelGrad, matmul } from "./matmul.ts";
 import { adamw } from "./optim.ts";
+import { normalArray } from "../../threefry.ts";
 import { copyBox, flipKernel, gather, maxPool2x2, scatterAdd, transpose, upsampleIndex } from "./layout.ts";
 
 export function allocTyped(dtype: DType, size: number): TypedArray {
@@ -87,6 +88,10 @@ export class CpuBackend implements Backend {
   }
   adamw(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, norm: TypedArray, args: AdamWArgs, outP: TypedArray, outM: TypedArray, outV: TypedArray): void {
     adamw(p, g, m, v, norm, args, outP, outM, outV);
+  }
+  randomNormal(key: TypedArray, out: TypedArray): void {
+    if (!(key instanceof Int32Array) || key.length !== 2) throw new Error("randomNormal: the key is int32 [2]");
+    out.set(normalArray([key[0]! >>> 0, key[1]! >>> 0], out.length));
   }
   cast(x: TypedArray, out: TypedArray): void {
     if (out instanceof Int32Array) for (let i = 0; i < out.length; i++) out[i] = Math.trunc(x[i]!);

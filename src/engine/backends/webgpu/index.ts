@@ -281,6 +281,11 @@ export class WebGpuBackend implements Backend {
     this.kernels.adamw(p, g, m, v, norm, args, outP, outM, outV);
     this.recorded();
   }
+  randomNormal(key: GpuArray, out: GpuArray): void {
+    this.ready(key, out);
+    this.kernels.randomNormal(key, out);
+    this.recorded();
+  }
   cast(x: GpuArray, out: GpuArray): void {
     this.ready(x, out);
     this.kernels.cast(x, out);

@@ -21,6 +21,7 @@ import { ADAMW, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
 import { REDUCE_PARAM_BASE, cumulativeSource, reduceSource } from "./shaders/reduce.ts";
 import { Recording } from "./recording.ts";
 import { FUSED_ELEMENTWISE_PARAM_BASE, fusedElementwiseSource, type FusedProgram } from "./shaders/fused.ts";
+import { NORMAL_FROM_KEY } from "./shaders/random.ts";
 import { SCAN, SCATTER_COUNT, SCATTER_FILL, SCATTER_UNIQUE, scatterSumSource } from "./shaders/scatter.ts";
 
 export type GpuDType = "float32" | "int32";
@@ -540,6 +541,13 @@ export class WebGpuKernels {
   }
 
   /** Casts float32 <-> int32 (float -> int truncates toward zero); same dtype copies. */
+  /** out = the standard normals random.normalArray draws from the key (2 int32 words), to float32 rounding. */
+  randomNormal(key: GpuArray, out: GpuArray, enc: Encoder = this.encoder()): void {
+    if (key.dtype !== "int32" || key.length !== 2 || out.dtype !== "float32") throw new Error("webgpu randomNormal: an int32 key of 2 words into float32");
+    const n = out.length;
+    this.run(enc, "randomNormal", () => NORMAL_FROM_KEY, "main", [n], [key.buffer, out.buffer], this.grid(Math.ceil(n / 2)));
+  }
+
   cast(x: GpuArray, out: GpuArray, enc: Encoder = this.encoder()): void {
     const n = out.length;
     if (x.dtype === out.dtype) {
