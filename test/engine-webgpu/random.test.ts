@@ -9,16 +9,6 @@ import { webgpuBackend } from "./helpers.ts";
 
 after(() => td.setBackend(new CpuBackend()));
 
-test("normalFromKey on the CPU backend is random.normal, exactly", () => {
-  td.setBackend(new CpuBackend());
-  td.tidy(() => {
-    const k = td.random.key(2 ** 33 + 17);
-    const fromKey = td.random.normalFromKey(td.tensor(td.random.keyWords(k), [2], "int32"), [3, 5]);
-    assert.deepEqual(fromKey.data, td.random.normal(k, [3, 5]).data);
-    assert.throws(() => td.random.normalFromKey(td.zeros([3], "int32"), [2]), /int32 \[2\]/);
-  });
-});
-
 test("normalFromKey on webgpu: the host's normals to float32 rounding (keys with high bits set, odd n)", async () => {
   const gpu = await webgpuBackend();
   // 200,001 values: every region of the uniforms, including u1 near 0 and 1 (the tails) and both branches.

@@ -27,7 +27,7 @@ const COVERED: Record<string, string> = {
   adamwUpdate: "optim",
   captureStep: "../engine-webgpu/capture", canCapture: "../engine-webgpu/capture",
 };
-const RANDOM = ["choice", "foldIn", "key", "normal", "normalArray", "randomBits", "split", "threefry2x32", "truncatedNormalArray", "uniform", "uniformArray"];
+const RANDOM = ["choice", "foldIn", "key", "keyWords", "normal", "normalArray", "normalFromKey", "randomBits", "split", "threefry2x32", "truncatedNormalArray", "uniform", "uniformArray"];
 
 test("every public export is covered by a test file that mentions it", () => {
   assert.deepEqual(Object.keys(td).sort(), Object.keys(COVERED).sort(), "exports of src/engine/index.ts vs the covered list");

@@ -66,6 +66,20 @@ describe("keys", () => {
     assert.deepEqual(random.normalArray(k, 3), random.normalArray(k, 6).slice(0, 3));
   });
 
+  test("normalFromKey (the key as an int32 tensor, for captured steps) is random.normal on the CPU backend, exactly", () => {
+    td.tidy(() => {
+      for (const k of [random.key(2 ** 33 + 17), [0xdeadbeef, 0x80000001] as const]) {
+        const words = random.keyWords(k);
+        assert.deepEqual([words[0]! >>> 0, words[1]! >>> 0], [k[0] >>> 0, k[1] >>> 0]);
+        const fromKey = random.normalFromKey(td.tensor(words, [2], "int32"), [3, 5]);
+        assert.deepEqual(fromKey.data, random.normal(k, [3, 5]).data);
+        assert.deepEqual(random.normalFromKey(td.tensor(words, [2], "int32"), [7], "float64").data, Float64Array.from(random.normalArray(k, 7)));
+      }
+      assert.throws(() => random.normalFromKey(td.zeros([3], "int32"), [2]), /int32 \[2\]/);
+      assert.throws(() => random.normalFromKey(td.zeros([2], "int32"), [2], "int32"), /float dtype/);
+    });
+  });
+
   test("randomBits (rounds spelled out) gives threefry2x32's words: counter j -> words 2j, 2j + 1", () => {
     for (const k of [[0, 0], [1, 2], [0xffffffff, 0x12345678], random.key(2 ** 40 + 3)] as const) {
       for (const n of [1, 2, 7, 64, 1001]) {
