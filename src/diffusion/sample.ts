@@ -182,41 +182,55 @@ function sampleReplayed(
   // key (random.normalFromKey: the eager loop's values to float32 rounding), so a replay writes two words.
   const noisy = scalars.some((k) => k.sigma > 0);
   const names = ["a", "b", "p", "q", "sigma"] as const;
-  const hostInputs = (i: number): (Int32Array | Float32Array)[] => {
-    const values: (Int32Array | Float32Array)[] = [new Int32Array(modelBatch).fill(timesteps[i]!)];
-    if (noisy) values.push(td.random.keyWords(stepNoiseKey(key, i)));
-    for (const name of names) values.push(Float32Array.of(scalars[i]![name]));
-    return values;
-  };
+  const steps = timesteps.length;
+  // Every step's inputs as tables on the device (a replay copies its row into the input slots, so replays
+  // can share a submit): timesteps [steps, modelBatch], noise keys [steps, 2], scalars [steps, 5].
+  const tRows = new Int32Array(steps * modelBatch);
+  const keyRows = new Int32Array(steps * 2);
+  const scalarRows = new Float32Array(steps * names.length);
+  for (let i = 0; i < steps; i++) {
+    tRows.fill(timesteps[i]!, i * modelBatch, (i + 1) * modelBatch);
+    keyRows.set(td.random.keyWords(stepNoiseKey(key, i)), 2 * i);
+    names.forEach((name, j) => (scalarRows[i * names.length + j] = scalars[i]![name]));
+  }
   const body = ([x, t, ...rest]: td.Tensor[]): td.Tensor[] => {
     const z = noisy ? td.random.normalFromKey(rest.shift()!, shape, dtype) : null;
     const k = Object.fromEntries(names.map((name, j) => [name, rest[j]!])) as unknown as StepScalars<td.Tensor>;
     const eps = guidedNoise((input, l) => model(input, t!, l), x!, labels, guidanceScale);
     return [applyStep(kind, stepOptions.clipDenoised, x!, eps, z, k)];
   };
+  /** Submit after this many steps when no callback may read a state (each step when one may). */
+  const STEPS_PER_SUBMIT = 8;
 
   return td.noGrad(() => {
-    const x0 = options.x ?? initialNoise(key, shape, dtype);
-    const initial = td.tidy(() => [x0, ...hostInputs(0).map((v, j) => {
-      if (j === 0) return td.tensor(v, [modelBatch], "int32"); // the timesteps
-      if (noisy && j === 1) return td.tensor(v, [2], "int32"); // the noise key
-      return td.tensor(v, [], dtype); // a scalar
-    })]);
-    let step: td.CapturedStep;
+    const tables = [td.tensor(tRows, [tRows.length], "int32"), td.tensor(keyRows, [keyRows.length], "int32"), td.tensor(scalarRows, [scalarRows.length], dtype)];
+    const [tTable, keyTable, scalarTable] = tables as [td.Tensor, td.Tensor, td.Tensor];
+    const row = (i: number): td.ReplayInput[] => [
+      { from: tTable, offset: i * modelBatch },
+      ...(noisy ? [{ from: keyTable, offset: 2 * i }] : []),
+      ...names.map((_, j) => ({ from: scalarTable, offset: i * names.length + j })),
+    ];
+    let step: td.CapturedStep | null = null;
     try {
-      step = td.captureStep(body, initial);
-    } finally {
-      for (const t of initial) if (t !== options.x) t.dispose();
-    }
-    try {
+      const x0 = options.x ?? initialNoise(key, shape, dtype);
+      const initial = td.tidy(() => [
+        x0, td.slice(tTable, [0], [modelBatch]), ...(noisy ? [td.slice(keyTable, [0], [2])] : []),
+        ...names.map((_, j) => td.reshape(td.slice(scalarTable, [j], [1]), [])),
+      ]);
+      try {
+        step = td.captureStep(body, initial);
+      } finally {
+        for (const t of initial) if (t !== options.x) t.dispose();
+      }
       const x = step.outputs[0]!;
-      for (let i = 0; i < timesteps.length; i++) {
-        if (i > 0) step.replay([x, ...hostInputs(i)]);
-        onStep?.({ index: i, steps: timesteps.length, t: timesteps[i]!, tPrev: previousTimestep(timesteps, i), x });
+      for (let i = 0; i < steps; i++) {
+        if (i > 0) step.replay([x, ...row(i)], { submit: onStep !== undefined || i % STEPS_PER_SUBMIT === 0 || i === steps - 1 });
+        onStep?.({ index: i, steps, t: timesteps[i]!, tPrev: previousTimestep(timesteps, i), x });
       }
       return td.stopGradient(x); // the caller's copy: the step's own output goes with it
     } finally {
-      step.dispose();
+      step?.dispose();
+      td.dispose(tables);
     }
   });
 }

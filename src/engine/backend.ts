@@ -69,15 +69,19 @@ export interface AdamWArgs {
   lr: number;
 }
 
+/** A replay's device copy: source, destination, the element in the source where the destination's values begin. */
+export type ReplayCopy = readonly [Storage, Storage, number];
+
 /** The commands of a recorded step (Backend.startRecording). */
 export interface Recording {
   /** Dispatches recorded. */
   readonly dispatches: number;
   /**
-   * Writes the host values, copies the storage pairs [source, destination], then runs the commands again
-   * and starts them (flush). The storage written must not be in use by anything recorded since.
+   * Writes the host values, copies [source, destination, source offset in elements] (destination-sized),
+   * then runs the commands again, and starts them (flush) unless `submit` is false: then later replays
+   * join the same submit (only copies, no writes, are possible before them).
    */
-  replay(writes: readonly (readonly [Storage, TypedArray])[], copies: readonly (readonly [Storage, Storage])[]): void;
+  replay(writes: readonly (readonly [Storage, TypedArray])[], copies: readonly ReplayCopy[], submit?: boolean): void;
   /** Hands the recording's storage back (replay no more). */
   dispose(): void;
 }

@@ -10,6 +10,9 @@ import type { Recording, TypedArray } from "./backend.ts";
 import { Tensor, getBackend, keep, noGrad, tidy } from "./tensor.ts";
 import { stopGradient } from "./ops/elementwise.ts";
 
+/** One input of a replay (see CapturedStep.replay). */
+export type ReplayInput = TypedArray | Tensor | { readonly from: Tensor; readonly offset: number } | null;
+
 export interface CapturedStep {
   /** The input slots (copies of the initial inputs); a replay writes its values into them. */
   readonly inputs: readonly Tensor[];
@@ -19,9 +22,12 @@ export interface CapturedStep {
   readonly dispatches: number;
   /**
    * Runs the step again on new inputs, one per input slot: host values (written), a tensor of the same
-   * shape and dtype (copied on the device: an output of this step feeds the next), or null (unchanged).
+   * shape and dtype (copied on the device: an output of this step feeds the next), a slice of a tensor
+   * ({ from, offset }: the slot's size in elements from `offset` of a same-dtype tensor, e.g. one row of a
+   * table of every step's inputs), or null (unchanged). `submit: false` leaves the step unsubmitted, so the
+   * next replays join it in one submit (less host work per step; host values submit what is pending first).
    */
-  replay(values: readonly (TypedArray | Tensor | null)[]): void;
+  replay(values: readonly ReplayInput[], options?: { submit?: boolean }): void;
   /** Frees the slots, the outputs and the recording. */
   dispose(): void;
 }
@@ -60,11 +66,11 @@ export function captureStep(fn: (inputs: Tensor[]) => Tensor[], initial: readonl
     inputs,
     outputs,
     dispatches: recorded.dispatches,
-    replay(values) {
+    replay(values, options = {}) {
       if (disposed) throw new Error("captureStep: replay after dispose");
       if (values.length !== inputs.length) throw new Error(`captureStep: ${values.length} values for ${inputs.length} inputs`);
       const writes: [Tensor["storage"], TypedArray][] = [];
-      const copies: [Tensor["storage"], Tensor["storage"]][] = [];
+      const copies: [Tensor["storage"], Tensor["storage"], number][] = [];
       values.forEach((v, i) => {
         const slot = inputs[i]!;
         if (v === null) return;
@@ -72,14 +78,20 @@ export function captureStep(fn: (inputs: Tensor[]) => Tensor[], initial: readonl
           if (v.dtype !== slot.dtype || v.shape.length !== slot.shape.length || v.shape.some((d, k) => d !== slot.shape[k])) {
             throw new Error(`captureStep: input ${i} is [${slot.shape.join(",")}] ${slot.dtype}, got [${v.shape.join(",")}] ${v.dtype}`);
           }
-          copies.push([v.storage, slot.storage]);
+          copies.push([v.storage, slot.storage, 0]);
+        } else if (!ArrayBuffer.isView(v)) {
+          if (v.from.dtype !== slot.dtype) throw new Error(`captureStep: input ${i} is ${slot.dtype}, got a slice of ${v.from.dtype}`);
+          if (!(Number.isInteger(v.offset) && v.offset >= 0 && v.offset + slot.size <= v.from.size)) {
+            throw new Error(`captureStep: input ${i} takes ${slot.size} elements from offset ${v.offset} of a tensor of ${v.from.size}`);
+          }
+          copies.push([v.from.storage, slot.storage, v.offset]);
         } else {
           if (v.length !== slot.size) throw new Error(`captureStep: input ${i} has ${slot.size} elements, got ${v.length}`);
           const typed = slot.dtype === "int32" ? (v instanceof Int32Array ? v : Int32Array.from(v)) : v instanceof Float32Array ? v : Float32Array.from(v);
           writes.push([slot.storage, typed]);
         }
       });
-      recorded.replay(writes, copies);
+      recorded.replay(writes, copies, options.submit ?? true);
     },
     dispose() {
       if (disposed) return;

@@ -96,6 +96,34 @@ test("capture: an output fed back as the next input (on the device) iterates lik
   }
 });
 
+test("capture: inputs as slices of a table, several replays in one submit", async () => {
+  const b = await backend();
+  td.setBackend(b);
+  try {
+    const rounds = 5;
+    const aRows = Float32Array.from({ length: rounds }, (_, k) => 0.1 * (k + 1));
+    const x0 = randomValues(256, 30);
+    const captured = td.captureStep(step, [td.tensor(x0, [16, 16], "float32"), td.tensor(aRows.subarray(0, 1), [1], "float32")]);
+    const table = td.tensor(aRows, [rounds], "float32");
+    try {
+      let expected = onCpu(step, [x0, aRows.subarray(0, 1)], shapes)[1]!;
+      const submitsBefore = b.stats().submits;
+      for (let k = 1; k < rounds; k++) {
+        captured.replay([captured.outputs[1]!, { from: table, offset: k }], { submit: k === rounds - 1 });
+        expected = onCpu(step, [expected, aRows.subarray(k, k + 1)], shapes)[1]!;
+      }
+      assert.equal(b.stats().submits - submitsBefore, 1, "four replays, one submit");
+      assertClose(await captured.outputs[1]!.read(), expected, 1e-5, "after four replays");
+      assert.throws(() => captured.replay([null, { from: table, offset: rounds }]), /from offset 5 of a tensor of 5/);
+    } finally {
+      captured.dispose();
+      table.dispose();
+    }
+  } finally {
+    td.setBackend(new CpuBackend());
+  }
+});
+
 test("capture: uploads after a mid-step submit do not take buffers the step used before", async () => {
   // autoFlushCalls 1: a submit after every call, so freed temporaries become free for uploads mid-step.
   const b = new WebGpuBackend((await backend()).kernels, { autoFlushCalls: 1 });

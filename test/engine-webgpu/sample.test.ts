@@ -183,6 +183,31 @@ describe("replayed sampling (one step captured, replayed for the rest) equals th
     });
   }
 
+  test("without onStep, replayed steps share submits (8 per submit); the same final sample", async () => {
+    const gpu = await webgpuBackend();
+    const final = async (backend: td.Backend): Promise<{ values: Float32Array; submits: number }> => {
+      td.setBackend(backend);
+      try {
+        const params = initUNet(plainConfig, td.random.key(11));
+        const model = (x: td.Tensor, t: Timesteps): td.Tensor => unetForward(params, x, t);
+        const before = backend instanceof CpuBackend ? 0 : gpu.stats().submits;
+        const x = sample({ model, replayModel: model, schedule, sampler: { kind: "ddpm" }, shape: [3, 8, 8, 1], key: td.random.key(12), clipDenoised: true });
+        const values = Float32Array.from(await x.read());
+        const submits = backend instanceof CpuBackend ? 0 : gpu.stats().submits - before;
+        td.dispose([x, params]);
+        return { values, submits };
+      } finally {
+        td.setBackend(new CpuBackend());
+      }
+    };
+    const ref = await final(new CpuBackend());
+    const got = await final(gpu);
+    // 50 steps: the capture, 49 replays in submits of 8, the final copy's read.
+    assert.ok(got.submits <= 12, `submits: ${got.submits} for 50 steps`);
+    // As the replayed DDPM 50 clipped case above.
+    assert.ok(maxError(got.values, ref.values) <= 1e-5, `final sample differs by ${maxError(got.values, ref.values)}`);
+  });
+
   test("the replayed steps create no bind groups and record no frontend work", async () => {
     const gpu = await webgpuBackend();
     td.setBackend(gpu);

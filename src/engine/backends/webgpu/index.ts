@@ -134,8 +134,8 @@ export class WebGpuBackend implements Backend {
       const kernels = this.kernels;
       return {
         dispatches: recording.dispatches,
-        replay: (writes, copies) => {
-          this.flush(); // what was recorded before the writes must see the old values
+        replay: (writes, copies, submit = true) => {
+          if (writes.length > 0) this.flush(); // what was recorded before the writes must see the old values
           for (const [target, values] of writes) {
             if (!isGpuArray(target) || values instanceof Float64Array) throw new Error("webgpu replay: writes go to GPU arrays, from float32 or int32 values");
             if (values.length !== target.length || (values instanceof Float32Array) !== (target.dtype === "float32")) {
@@ -143,11 +143,11 @@ export class WebGpuBackend implements Backend {
             }
             kernels.write(target, values);
           }
-          kernels.replay(recording, copies.map(([src, dst]) => {
+          kernels.replay(recording, copies.map(([src, dst, offset]) => {
             if (!isGpuArray(src) || !isGpuArray(dst)) throw new Error("webgpu replay: copies are between GPU arrays");
-            return [src, dst] as const;
+            return [src, dst, offset] as const;
           }));
-          this.flush();
+          if (submit) this.flush();
         },
         dispose: () => kernels.releaseRecording(recording),
       };

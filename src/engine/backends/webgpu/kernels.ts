@@ -320,15 +320,15 @@ export class WebGpuKernels {
     return recording;
   }
 
-  /** Encodes a recording's commands again (after `copies`, [source, destination] of equal length). */
-  replay(recording: Recording, copies: readonly (readonly [GpuArray, GpuArray])[] = []): void {
+  /** Encodes a recording's commands again, after `copies`: [source, destination, source offset in elements]. */
+  replay(recording: Recording, copies: readonly (readonly [GpuArray, GpuArray, number])[] = []): void {
     this.checkAlive();
     if (recording.open || recording.released) throw new Error(`webgpu: replay of a recording that is ${recording.open ? "still open" : "released"}`);
     if (this.recording) throw new Error("webgpu: no replay while recording");
     const enc = this.encoder();
-    for (const [src, dst] of copies) {
-      if (src.length !== dst.length) throw new Error(`webgpu replay: copy of ${src.length} elements into ${dst.length}`);
-      this.copy(enc, src.buffer, 0, dst.buffer, 0, src.length * 4);
+    for (const [src, dst, offset] of copies) {
+      if (!(offset >= 0 && offset + dst.length <= src.length)) throw new Error(`webgpu replay: elements ${offset}..${offset + dst.length} of ${src.length}`);
+      this.copy(enc, src.buffer, offset * 4, dst.buffer, 0, dst.length * 4);
     }
     for (const c of recording.commands) {
       if (c.kind === "dispatch") this.encodeDispatch(enc, c.pipeline, c.bindGroup, c.grid);
