@@ -102,9 +102,10 @@ export interface Backend {
   dispose?(): void;
   /**
    * Device backends: records every command from now on (besides running it) until the returned function
-   * is called, which ends the recording and returns it, to be replayed on the same storage (capture.ts).
+   * is called with the step's outputs (computed there if still pending), which ends the recording and
+   * returns it, to be replayed on the same storage (capture.ts).
    */
-  startRecording?(): () => Recording;
+  startRecording?(): (outputs: readonly Storage[]) => Recording;
 
   unary(op: UnaryOp, x: Storage, out: Storage): void;
   /** NumPy broadcasting; aShape, bShape and outShape have equal rank. */

@@ -53,7 +53,7 @@ export function captureStep(fn: (inputs: Tensor[]) => Tensor[], initial: readonl
     outputs = keep(noGrad(() => tidy(() => fn(inputs))));
     for (const o of outputs) if (inputs.includes(o)) throw new Error("captureStep: an output must not be an input slot (return a copy)");
   } finally {
-    recording = stop();
+    recording = stop(outputs.map((o) => o.storage));
     if (outputs.length === 0) {
       recording.dispose(); // fn threw (or returned nothing): nothing to replay
       for (const t of inputs) t.dispose();

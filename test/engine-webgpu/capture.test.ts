@@ -176,6 +176,27 @@ test("capture: buffers stay out of the pool until dispose, then return; eager te
   }
 });
 
+test("capture: an output that is still pending when the step ends (a kernel flip) is computed in the recording", async () => {
+  const b = await backend();
+  td.setBackend(b);
+  try {
+    const shape = [3, 3, 2, 5];
+    const f = ([k]: td.Tensor[]): td.Tensor[] => [td.flipKernel(k!)];
+    const captured = td.captureStep(f, [td.tensor(randomValues(90, 40), shape, "float32")]);
+    try {
+      for (let round = 0; round < 2; round++) {
+        const k = randomValues(90, 41 + round);
+        captured.replay([k]);
+        assertClose(await captured.outputs[0]!.read(), onCpu(f, [k], [shape])[0]!, 0, `replay ${round}`);
+      }
+    } finally {
+      captured.dispose();
+    }
+  } finally {
+    td.setBackend(new CpuBackend());
+  }
+});
+
 test("capture: misuse is refused with a message", async () => {
   td.setBackend(new CpuBackend());
   assert.equal(td.canCapture(), false);

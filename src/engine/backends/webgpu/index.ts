@@ -125,10 +125,11 @@ export class WebGpuBackend implements Backend {
     this.kernels.destroy();
   }
 
-  startRecording(): () => Recording {
+  startRecording(): (outputs: readonly Storage[]) => Recording {
     this.flush();
     this.kernels.startRecording();
-    return () => {
+    return (outputs) => {
+      for (const o of outputs) if (isGpuArray(o)) this.ready(o); // a pending flip too, not only fused expressions
       this.flush();
       const recording = this.kernels.stopRecording();
       const kernels = this.kernels;
