@@ -3,7 +3,7 @@
 import * as td from "../../src/engine/index.ts";
 import { parseDigitsCsv, parseTutorialSplit, splitDigits, type DigitsDataset, type TutorialSplit } from "../../src/data/digits.ts";
 import {
-  checkpointState, newRun, samplingParams, trainingTensors, trainStep, type TrainingRun,
+  checkpointState, newRun, samplingParams, startTrainStep, trainingTensors, type StepReport, type TrainingRun,
 } from "../../src/train/trainer.ts";
 import { selectBackend } from "./backends.ts";
 import { gunzip, zipStore, type NamedFile } from "./bytes.ts";
@@ -137,17 +137,28 @@ function resume(): void {
       let windowSteps = 0;
       let stepsPerSecond = 0;
       while (current() && run.step < run.config.steps) {
-        // Train for ~120 ms, then report and let messages (pause, download) in.
-        const reports: TrainReport[] = [];
-        const sliceStart = performance.now();
-        let previewDue = false;
-        do {
-          const r = await withRun(() => trainStep(run, data));
-          if (!Number.isFinite(r.loss)) throw new Error(`training diverged at step ${r.step} (loss ${r.loss})`);
-          reports.push({ step: r.step, loss: r.loss, smoothedLoss: r.smoothedLoss, lr: r.lr });
-          windowSteps++;
-          if (options.sampleEvery > 0 && run.step % options.sampleEvery === 0) previewDue = true;
-        } while (!previewDue && run.step < run.config.steps && performance.now() - sliceStart < 120);
+        // Train for ~120 ms, then report and let messages (pause, download) in. Within a slice two steps are
+        // in flight (startTrainStep: on WebGPU the next step is recorded while the GPU runs this one); the
+        // slice ends with every report in, so a download between slices has the whole loss history.
+        const { reports, previewDue } = await withRun(async () => {
+          const reports: TrainReport[] = [];
+          const sliceStart = performance.now();
+          let previewDue = false;
+          const take = (r: StepReport): void => {
+            if (!Number.isFinite(r.loss)) throw new Error(`training diverged at step ${r.step} (loss ${r.loss})`);
+            reports.push({ step: r.step, loss: r.loss, smoothedLoss: r.smoothedLoss, lr: r.lr });
+            windowSteps++;
+          };
+          let inFlight: Promise<StepReport> | null = null;
+          do {
+            const next = startTrainStep(run, data);
+            if (options.sampleEvery > 0 && run.step % options.sampleEvery === 0) previewDue = true;
+            if (inFlight) take(await inFlight);
+            inFlight = next;
+          } while (!previewDue && run.step < run.config.steps && performance.now() - sliceStart < 120);
+          take(await inFlight);
+          return { reports, previewDue };
+        });
         const now = performance.now();
         if (now - windowStart > 1000 || stepsPerSecond === 0) {
           stepsPerSecond = (windowSteps * 1000) / Math.max(1, now - windowStart);
