@@ -197,6 +197,27 @@ test("capture: an output that is still pending when the step ends (a kernel flip
   }
 });
 
+test("capture: capturing again and again (a sampler per request) does not grow the buffer pool", async () => {
+  const b = await backend();
+  td.setBackend(b);
+  try {
+    const allocated: number[] = [];
+    for (let round = 0; round < 6; round++) {
+      const initial = [td.tensor(randomValues(256, 50 + round), [16, 16], "float32"), td.tensor(Float32Array.of(0.5), [1], "float32")];
+      const captured = td.captureStep(step, initial);
+      td.dispose(initial); // the capture keeps copies
+      captured.replay([null, null]);
+      await captured.outputs[0]!.read();
+      captured.dispose();
+      allocated.push(b.stats().allocatedBytes);
+    }
+    // The step uploads a constant each time: it takes a free buffer the recording has not used.
+    assert.ok(allocated.slice(2).every((n) => n === allocated[1]), `pool bytes after each capture: ${allocated.join(", ")}`);
+  } finally {
+    td.setBackend(new CpuBackend());
+  }
+});
+
 test("capture: misuse is refused with a message", async () => {
   td.setBackend(new CpuBackend());
   assert.equal(td.canCapture(), false);

@@ -44,6 +44,20 @@ export class BufferPool {
     return buf ?? this.create(bytes);
   }
 
+  /**
+   * A settled free buffer that is not in `exclude`, else a new one (uploads while recording a step: a buffer
+   * the recording has used would be rewritten by its replays).
+   */
+  acquireOutside(bytes: number, exclude: ReadonlySet<GPUBuffer>): GPUBuffer {
+    const list = this.settled.get(sizeClass(bytes));
+    if (list) {
+      for (let i = list.length - 1; i >= 0; i--) {
+        if (!exclude.has(list[i]!)) return list.splice(i, 1)[0]!;
+      }
+    }
+    return this.create(bytes);
+  }
+
   /** A new buffer of the pool (release() takes it like any other). */
   create(bytes: number): GPUBuffer {
     const size = sizeClass(bytes);

@@ -217,8 +217,8 @@ export class WebGpuKernels {
   uploadTarget(data: Float32Array | Int32Array | Float64Array): GpuArray {
     if (data instanceof Float64Array) throw new Error("webgpu: float64 is not supported (WGSL has no f64); cast to float32 first");
     const dtype: GpuDType = data instanceof Float32Array ? "float32" : "int32";
-    // While recording, a new buffer: a free one may be a temporary of the recording, which a replay rewrites.
-    const buffer = this.recording ? this.pool.create(data.length * 4) : this.pool.acquire(data.length * 4, true);
+    // While recording, not a buffer the recording has used: a replay would rewrite it.
+    const buffer = this.recording ? this.pool.acquireOutside(data.length * 4, this.recording.buffers) : this.pool.acquire(data.length * 4, true);
     this.recording?.written.add(buffer);
     const a: PooledArray = { buffer, length: data.length, dtype, released: false };
     return a;
@@ -343,7 +343,9 @@ export class WebGpuKernels {
     if (recording.open) throw new Error("webgpu: release of a recording that is still open");
     recording.released = true;
     if (this.destroyed) return;
-    for (const b of [...recording.withdrawn, ...recording.heldBack]) this.pool.release(b);
+    // Submitted first, no command waiting to be submitted reads them: uploads may take them at once.
+    this.submit();
+    for (const b of [...recording.withdrawn, ...recording.heldBack]) this.pool.release(b, true);
     // The arena's buffers are destroyed once the GPU is done with them; forget the bind groups naming them.
     this.bindGroups.clear();
     void this.device.queue.onSubmittedWorkDone().then(() => recording.arena.destroy());
