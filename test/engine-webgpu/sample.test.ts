@@ -84,6 +84,24 @@ function compareRuns(got: Sampled, ref: Sampled, what: string, tolerance: number
   return final;
 }
 
+/** sampleWithSnapshots on `backend` (DDPM, T=50, 2 images): the final sample, then the snapshots at 49, 30, 10, -1. */
+async function snapshotsOn(backend: td.Backend, replay: boolean): Promise<Float32Array[]> {
+  td.setBackend(backend);
+  try {
+    const params = initUNet(plainConfig, td.random.key(11));
+    const model = (x: td.Tensor, t: Timesteps): td.Tensor => unetForward(params, x, t);
+    const { sample: x, snapshots } = sampleWithSnapshots({
+      model, replayModel: replay ? model : undefined, schedule, sampler: { kind: "ddpm" }, shape: [2, 8, 8, 1], key: td.random.key(9), clipDenoised: true,
+    }, [49, 30, 10, -1]);
+    assert.equal(snapshots[0]!.x.isHost, backend instanceof CpuBackend, "the copies live where the sampler ran");
+    const values = await Promise.all([x, ...snapshots.map((s) => s.x)].map(async (t) => Float32Array.from(await t.read())));
+    td.dispose([x, ...snapshots.map((s) => s.x), params]);
+    return values;
+  } finally {
+    td.setBackend(new CpuBackend());
+  }
+}
+
 describe("sampling on webgpu equals the reference CPU backend", () => {
   const shape = [4, 8, 8, 1];
 
@@ -124,21 +142,7 @@ describe("sampling on webgpu equals the reference CPU backend", () => {
 
   test("sampleWithSnapshots keeps engine copies on the device, equal to the reference's", async () => {
     const gpu = await webgpuBackend();
-    const run = async (backend: td.Backend): Promise<Float32Array[]> => {
-      td.setBackend(backend);
-      try {
-        const params = initUNet(plainConfig, td.random.key(11));
-        const { sample: x, snapshots } = sampleWithSnapshots({
-          model: (x, t) => unetForward(params, x, t), schedule, sampler: { kind: "ddpm" }, shape: [2, 8, 8, 1], key: td.random.key(9), clipDenoised: true,
-        }, [49, 30, 10, -1]);
-        assert.equal(snapshots[0]!.x.isHost, backend instanceof CpuBackend, "the copies live where the sampler ran");
-        const values = await Promise.all([x, ...snapshots.map((s) => s.x)].map(async (t) => Float32Array.from(await t.read())));
-        td.dispose([x, ...snapshots.map((s) => s.x), params]);
-        return values;
-      } finally {
-        td.setBackend(new CpuBackend());
-      }
-    };
+    const run = (backend: td.Backend) => snapshotsOn(backend, false);
     const live = td.memory().tensors;
     const ref = await run(new CpuBackend());
     const got = await run(gpu);
@@ -236,21 +240,7 @@ describe("replayed sampling (one step captured, replayed for the rest) equals th
 
   test("sampleWithSnapshots with replayModel: the snapshots are copies taken at their step", async () => {
     const gpu = await webgpuBackend();
-    const run = async (backend: td.Backend): Promise<Float32Array[]> => {
-      td.setBackend(backend);
-      try {
-        const params = initUNet(plainConfig, td.random.key(11));
-        const model = (x: td.Tensor, t: Timesteps): td.Tensor => unetForward(params, x, t);
-        const { sample: x, snapshots } = sampleWithSnapshots({
-          model, replayModel: model, schedule, sampler: { kind: "ddpm" }, shape: [2, 8, 8, 1], key: td.random.key(9), clipDenoised: true,
-        }, [49, 30, 10, -1]);
-        const values = await Promise.all([x, ...snapshots.map((s) => s.x)].map(async (t) => Float32Array.from(await t.read())));
-        td.dispose([x, ...snapshots.map((s) => s.x), params]);
-        return values;
-      } finally {
-        td.setBackend(new CpuBackend());
-      }
-    };
+    const run = (backend: td.Backend) => snapshotsOn(backend, true);
     const live = td.memory().tensors;
     const ref = await run(new CpuBackend());
     const got = await run(gpu);
