@@ -5,7 +5,7 @@
 // float32 unary and binary ops are fused (fusion.ts): they record an expression instead of a dispatch, and
 // every other method first materializes the pending arrays it is handed (`ready`). Kernel flips are
 // pending too (flips.ts): conv2d reads a pending flip's source flipped.
-import type { AdamWArgs, Backend, BinaryOp, Recording, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
+import type { AdamWArgs, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, Recording, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
 import { describeAdapter, type GpuDeviceOptions } from "./device.ts";
 import { PendingFlips, type FlipStats } from "./flips.ts";
 import { ElementwiseFusion, type FusionStats } from "./fusion.ts";

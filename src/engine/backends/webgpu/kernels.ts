@@ -542,7 +542,6 @@ export class WebGpuKernels {
     this.run(enc, `select:${cond.dtype}`, () => selectSource(cond.dtype), "main", [n], [cond.buffer, a.buffer, b.buffer, out.buffer], this.grid(n));
   }
 
-  /** Casts float32 <-> int32 (float -> int truncates toward zero); same dtype copies. */
   /** out = the standard normals random.normalArray draws from the key (2 int32 words), to float32 rounding. */
   randomNormal(key: GpuArray, out: GpuArray, enc: Encoder = this.encoder()): void {
     if (key.dtype !== "int32" || key.length !== 2 || out.dtype !== "float32") throw new Error("webgpu randomNormal: an int32 key of 2 words into float32");
@@ -550,6 +549,7 @@ export class WebGpuKernels {
     this.run(enc, "randomNormal", () => NORMAL_FROM_KEY, "main", [n], [key.buffer, out.buffer], this.grid(Math.ceil(n / 2)));
   }
 
+  /** Casts float32 <-> int32 (float -> int truncates toward zero); same dtype copies. */
   cast(x: GpuArray, out: GpuArray, enc: Encoder = this.encoder()): void {
     const n = out.length;
     if (x.dtype === out.dtype) {
