@@ -5,9 +5,9 @@
 // while the CPU records the next one. Read the result with `await x.read()`.
 //
 // Given `replayModel` (the model taking its timesteps as a tensor) on a backend that records (WebGPU), the
-// first step is captured (engine/capture.ts) and the others replay it: per step only the timesteps, the
-// noise z and the step's scalars are written, and ~140 recorded dispatches encoded again. Same arithmetic
-// as the eager loop, to float32 rounding.
+// first step is captured (engine/capture.ts) and the others replay it: per step a row of device tables (the
+// timesteps, the noise key, the step's scalars) is copied in and ~140 recorded dispatches are encoded again.
+// Same arithmetic as the eager loop, to float32 rounding.
 import * as td from "../engine/index.ts";
 import type { NoiseSchedule } from "./schedules.ts";
 import { applyStep, previousTimestep, resolveSampler, sampleStep, samplerTimesteps, stepScalars, stepVariance, type SamplerConfig, type StepOptions, type StepScalars } from "./samplers.ts";
@@ -31,9 +31,9 @@ export interface StepInfo {
   tPrev: number;
   /**
    * The real state x_tPrev after this step (not a copy). It is disposed when the next step replaces it (or,
-   * when steps are replayed, overwritten by the next one), so read it inside the callback: `const values = x.read()` (works on every backend; the copy is taken at call
-   * time, so await the promise later, after sampling if you like), or keep an engine copy (td.stopGradient(x),
-   * yours to dispose). `x.data`/`x.toTypedArray()` work only on host backends (CPU, Wasm).
+   * when steps are replayed, overwritten by the next one), so read it inside the callback:
+   * `const values = x.read()` (works on every backend; the copy is taken at call time, so await the promise
+   * later, after sampling if you like), or keep an engine copy (td.stopGradient(x), yours to dispose). `x.data`/`x.toTypedArray()` work only on host backends (CPU, Wasm).
    */
   x: td.Tensor;
 }
@@ -82,7 +82,7 @@ export function predictNoise(model: NoiseModel, x: td.Tensor, t: number, labels?
 }
 
 /** Whether predictNoise runs the model on [x; x] (classifier-free guidance). */
-function guided(guidanceScale: number | undefined): boolean {
+function guided(guidanceScale: number | undefined): guidanceScale is number {
   return guidanceScale !== undefined && guidanceScale !== 1;
 }
 
@@ -97,7 +97,7 @@ function guidedNoise(call: (input: td.Tensor, labels?: Int32Array) => td.Tensor,
     }
     return out;
   };
-  if (guidanceScale === undefined || !guided(guidanceScale)) return checkShape(call(x, labelArray), x.shape);
+  if (!guided(guidanceScale)) return checkShape(call(x, labelArray), x.shape);
   if (!labelArray) throw new Error("classifier-free guidance (guidanceScale) needs labels");
   if (!Number.isFinite(guidanceScale)) throw new Error(`guidanceScale must be finite, got ${guidanceScale}`);
   const both = td.concat([x, x], 0);
