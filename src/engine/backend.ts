@@ -78,8 +78,8 @@ export interface Recording {
   readonly dispatches: number;
   /**
    * Writes the host values, copies [source, destination, source offset in elements] (destination-sized),
-   * then runs the commands again, and starts them (flush) unless `submit` is false: then later replays
-   * join the same submit (only copies, no writes, are possible before them).
+   * then runs the commands again, and starts them (flush) unless `submit` is false: then the next replays
+   * join the same submit (a replay with writes submits what is pending first).
    */
   replay(writes: readonly (readonly [Storage, TypedArray])[], copies: readonly ReplayCopy[], submit?: boolean): void;
   /** Hands the recording's storage back (replay no more). */
