@@ -66,6 +66,11 @@ export class PendingFlips<A> {
     this.holds.unhold(p.source);
   }
 
+  /** Computes every pending flip (before recording a step: what the recording reads must be computed outside it). */
+  materializeAll(): void {
+    for (const array of [...this.pending.keys()]) this.materialize(array);
+  }
+
   /**
    * The owner is done with `array`: a pending flip is dropped. Returns true when the release must wait
    * because a pending flip reads `array` (it is released through the target once none does).

@@ -4,10 +4,13 @@
 //
 // float32 unary and binary ops are fused (fusion.ts): they record an expression instead of a dispatch, and
 // every other method first materializes the pending arrays it is handed (`ready`). Kernel flips are
-// pending too (flips.ts): conv2d reads a pending flip's source flipped.
+// pending too (flips.ts): conv2d reads a pending flip's source flipped. So are layer norms (norms.ts), when
+// fusion is on: an expression of a norm alone (gelu(layerNorm(h))) runs in the norm's kernel.
 import type { AdamWArgs, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, Recording, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
 import { describeAdapter, type GpuDeviceOptions } from "./device.ts";
 import { PendingFlips, type FlipStats } from "./flips.ts";
+import { PendingNorms, type NormStats } from "./norms.ts";
+import { readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
 import { ElementwiseFusion, type FusionStats } from "./fusion.ts";
 import { coalesce, WebGpuKernels, type GpuArray, type KernelStats, type WebGpuKernelsOptions } from "./kernels.ts";
 
@@ -26,6 +29,7 @@ export interface WebGpuBackendOptions extends GpuDeviceOptions, WebGpuKernelsOpt
 export interface WebGpuBackendStats extends KernelStats {
   fusion: FusionStats | null;
   flips: FlipStats;
+  norms: NormStats;
 }
 
 const F64_MESSAGE = "the webgpu backend has no float64 (WGSL has no f64): use float32, or the cpu backend for float64";
@@ -37,14 +41,15 @@ export class WebGpuBackend implements Backend {
   private callsSinceFlush = 0;
   private readonly fusion: ElementwiseFusion<GpuArray> | null;
   private readonly flips: PendingFlips<GpuArray>;
+  private readonly norms: PendingNorms<GpuArray>;
 
   constructor(kernels: WebGpuKernels, options: WebGpuBackendOptions = {}) {
     this.kernels = kernels;
     this.autoFlushCalls = options.autoFlushCalls ?? 4096;
     this.fusion = options.fuseElementwise === false ? null : new ElementwiseFusion<GpuArray>({
       maxLeaves: Math.min(15, kernels.maxStorageBuffers - 1),
-      emit: (program, out) => kernels.fusedElementwise(program, out),
-      release: (array) => kernels.release(array),
+      emit: (program, out) => this.emitFused(program, out),
+      release: (array) => this.releaseForGood(array),
       coalesce: (sizes, strides) => {
         const c = coalesce(sizes, [strides]);
         return { sizes: c.sizes, strides: c.strides[0]! };
@@ -53,6 +58,10 @@ export class WebGpuBackend implements Backend {
     this.flips = new PendingFlips<GpuArray>({
       flip: (source, shape, out) => kernels.flipKernel(source, shape, out),
       release: (array) => this.releaseNow(array),
+    });
+    this.norms = new PendingNorms<GpuArray>({
+      norm: (a, out) => kernels.layerNorm(a.x, a.rows, a.cols, a.scale, a.bias, a.eps, out),
+      release: (array) => kernels.release(array),
     });
   }
 
@@ -67,13 +76,33 @@ export class WebGpuBackend implements Backend {
   }
 
   stats(): WebGpuBackendStats {
-    return { ...this.kernels.stats(), fusion: this.fusion?.stats() ?? null, flips: this.flips.stats() };
+    return { ...this.kernels.stats(), fusion: this.fusion?.stats() ?? null, flips: this.flips.stats(), norms: this.norms.stats() };
+  }
+
+  /**
+   * Runs a fused expression into `out`: in a pending norm's kernel when one of its leaves is a pending norm's
+   * output of out's size read element by element (the first such), otherwise on its own after any pending
+   * norms among its leaves.
+   */
+  private emitFused(program: FusedProgram<GpuArray>, out: GpuArray): void {
+    // Buffers of the norm kernel with an epilogue: x, scale, bias, the norm, the other leaves, the output.
+    const fits = program.leaves.length + 4 <= this.kernels.maxStorageBuffers;
+    const leaf = !fits ? -1 : program.leaves.findIndex((l, k) => l.length === out.length && this.norms.get(l) !== undefined && readsLeafAtI(program, k));
+    for (const [k, l] of program.leaves.entries()) if (k !== leaf) this.norms.materialize(l);
+    if (leaf < 0) {
+      this.kernels.fusedElementwise(program, out);
+      return;
+    }
+    const normOut = program.leaves[leaf]!;
+    const norm = this.norms.take(normOut);
+    this.kernels.layerNormFused(norm.x, norm.rows, norm.cols, norm.scale, norm.bias, norm.eps, normOut, program, leaf, out);
   }
 
   /** Computes the pending (fused, not yet dispatched) arrays among these, before a kernel uses them. */
   private ready(...arrays: GpuArray[]): void {
     for (const a of arrays) {
       this.flips.materialize(a);
+      this.norms.materialize(a);
       this.fusion?.materialize(a);
     }
   }
@@ -92,7 +121,11 @@ export class WebGpuBackend implements Backend {
   }
   private releaseNow(data: GpuArray): void {
     if (this.fusion) this.fusion.release(data);
-    else this.kernels.release(data);
+    else this.releaseForGood(data);
+  }
+  /** No pending expression reads `data`: a pending norm of it is dropped; a norm's pending input waits for it. */
+  private releaseForGood(data: GpuArray): void {
+    if (!this.norms.release(data)) this.kernels.release(data);
   }
   upload(values: TypedArray): GpuArray {
     if (values instanceof Float64Array) throw new Error(F64_MESSAGE);
@@ -126,6 +159,9 @@ export class WebGpuBackend implements Backend {
   }
 
   startRecording(): (outputs: readonly Storage[]) => Recording {
+    // Pending work made before the recording is computed before it: a replay would not redo it.
+    this.flips.materializeAll();
+    this.norms.materializeAll();
     this.flush();
     this.kernels.startRecording();
     return (outputs) => {
@@ -184,6 +220,7 @@ export class WebGpuBackend implements Backend {
   reduce(op: ReduceOp, x: GpuArray, shape: Shape, axes: readonly number[], out: GpuArray): void {
     const program = this.fusion?.programFor(x);
     if (program) {
+      for (const leaf of program.leaves) this.norms.materialize(leaf);
       this.kernels.reduceFused(op, program, shape, axes, out);
     } else {
       this.ready(x);
@@ -259,7 +296,8 @@ export class WebGpuBackend implements Backend {
   }
   layerNorm(x: GpuArray, rows: number, cols: number, scale: GpuArray, bias: GpuArray, eps: number, out: GpuArray): void {
     this.ready(x, scale, bias, out);
-    this.kernels.layerNorm(x, rows, cols, scale, bias, eps, out);
+    if (this.fusion && out.dtype === "float32" && rows * cols > 0) this.norms.record({ x, rows, cols, scale, bias, eps }, out);
+    else this.kernels.layerNorm(x, rows, cols, scale, bias, eps, out);
     this.recorded();
   }
   layerNormGradX(x: GpuArray, g: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray): void {

@@ -16,11 +16,11 @@ import { f32Bits } from "./shaders/common.ts";
 import { binarySource, selectSource, unarySource } from "./shaders/elementwise.ts";
 import { CONV2D, CONV2D_KERNEL_GRAD, MATMUL } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
-import { LAYER_NORM, LAYER_NORM_GRAD_X } from "./shaders/norm.ts";
+import { LAYER_NORM, LAYER_NORM_GRAD_X, layerNormSource } from "./shaders/norm.ts";
 import { ADAMW, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
 import { REDUCE_PARAM_BASE, cumulativeSource, reduceSource } from "./shaders/reduce.ts";
 import { Recording } from "./recording.ts";
-import { FUSED_ELEMENTWISE_PARAM_BASE, fusedElementwiseSource, type FusedProgram } from "./shaders/fused.ts";
+import { FUSED_ELEMENTWISE_PARAM_BASE, fusedElementwiseSource, fusedEpilogueDeclarations, readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
 import { NORMAL_FROM_KEY } from "./shaders/random.ts";
 import { SCAN, SCATTER_COUNT, SCATTER_FILL, SCATTER_UNIQUE, scatterSumSource } from "./shaders/scatter.ts";
 
@@ -670,6 +670,24 @@ export class WebGpuKernels {
   layerNorm(x: GpuArray, rows: number, cols: number, scale: GpuArray, bias: GpuArray, eps: number, out: GpuArray, enc: Encoder = this.encoder()): void {
     if (rows * cols === 0) return;
     this.run(enc, "layerNorm", () => LAYER_NORM, "main", [rows, cols, f32Bits(eps)], [x.buffer, scale.buffer, bias.buffer, out.buffer], this.groups(rows));
+  }
+
+  /**
+   * layerNorm into `out`, and in the same kernel out2[i] = the fused expression (compiled at
+   * FUSED_ELEMENTWISE_PARAM_BASE) whose leaf `leaf` is `out`, read at element i (readsLeafAtI); its other
+   * leaves are bound after the norm's buffers.
+   */
+  layerNormFused(x: GpuArray, rows: number, cols: number, scale: GpuArray, bias: GpuArray, eps: number, out: GpuArray,
+    program: FusedProgram<GpuArray>, leaf: number, out2: GpuArray, enc: Encoder = this.encoder()): void {
+    if (rows * cols === 0) return;
+    if (program.leaves[leaf] !== out || !readsLeafAtI(program, leaf) || out2.length !== out.length) {
+      throw new Error("webgpu layerNormFused: the expression must read the norm's output element by element, over its size");
+    }
+    const others = program.leaves.filter((_, k) => k !== leaf);
+    const params = [rows, cols, f32Bits(eps), 0, ...program.params];
+    const source = () => layerNormSource({ declarations: fusedEpilogueDeclarations(program, leaf, "Out", 5), out2Binding: 5 + others.length });
+    this.run(enc, `layerNorm+fused#${this.programId(program)}@${leaf}`, source, "main", params,
+      [x.buffer, scale.buffer, bias.buffer, out.buffer, ...others.map((o) => o.buffer), out2.buffer], this.groups(rows));
   }
 
   /** The input gradient of layerNorm for the output cotangent g (Backend.layerNormGradX). */

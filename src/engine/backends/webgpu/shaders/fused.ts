@@ -124,6 +124,26 @@ ${bindings.join("\n")}
 ${program.body}`;
 }
 
+/**
+ * Whether the program reads leaf `leaf` (0-based) only at element i (not broadcast, not element 0): then a
+ * kernel that has just computed that leaf's element i can evaluate the program as an epilogue.
+ */
+export function readsLeafAtI(program: FusedProgram<unknown>, leaf: number): boolean {
+  const uses = program.body.match(new RegExp(`\\bL${leaf + 1}\\[[^\\]]*\\]`, "g")) ?? [];
+  return uses.length > 0 && uses.every((u) => u === `L${leaf + 1}[i]`);
+}
+
+/**
+ * fusedDeclarations for an epilogue (see readsLeafAtI): leaf `leaf` is read from `buffer`; the other leaves
+ * are bound from `firstBinding` on, in order.
+ */
+export function fusedEpilogueDeclarations(program: FusedProgram<unknown>, leaf: number, buffer: string, firstBinding: number): string {
+  const others = program.leaves.map((_, k) => k).filter((k) => k !== leaf);
+  const bindings = others.map((k, m) => `@group(0) @binding(${firstBinding + m}) var<storage, read> L${k + 1}: array<f32>;`);
+  const declarations = fusedDeclarations({ ...program, leaves: [] }).replace(new RegExp(`\\bL${leaf + 1}\\[i\\]`, "g"), `${buffer}[i]`);
+  return `${typeAlias("float32")}${bindings.join("\n")}\n${declarations}`;
+}
+
 /** Parameter word where an elementwise kernel's program starts (P(0) = n). */
 export const FUSED_ELEMENTWISE_PARAM_BASE = 4;
 

@@ -36,13 +36,19 @@ const ROW_STATS = /* wgsl */ `
   let rstd = 1.0 / sqrt(partial1[0] / f32(cols) + Pf(2));
 `;
 
-/** out = (x - mean) * rstd * scale + bias per row. P(0) = rows, P(1) = cols, Pf(2) = eps. */
-export const LAYER_NORM = /* wgsl */ `${COMMON}
+/**
+ * out = (x - mean) * rstd * scale + bias per row. P(0) = rows, P(1) = cols, Pf(2) = eps. With an epilogue
+ * (declarations of `fn fused(i: u32) -> f32` reading Out[i] and bound from binding 5, parameters from
+ * P(4)), also out2[i] = fused(i) for every element (at `out2Binding`): an expression of the norm, same kernel.
+ */
+export function layerNormSource(epilogue: { declarations: string; out2Binding: number } | null = null): string {
+  return /* wgsl */ `${COMMON}
 @group(0) @binding(1) var<storage, read> X: array<f32>;
 @group(0) @binding(2) var<storage, read> Scale: array<f32>;
 @group(0) @binding(3) var<storage, read> Bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Out: array<f32>;
-
+${epilogue === null ? "" : `@group(0) @binding(${epilogue.out2Binding}) var<storage, read_write> Out2: array<f32>;
+${epilogue.declarations}`}
 var<workgroup> partial1: array<f32, 64>;
 
 @compute @workgroup_size(64)
@@ -53,10 +59,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let base = row * cols;
   ${ROW_STATS}
   for (var i = t; i < cols; i += 64u) {
-    Out[base + i] = (X[base + i] - mean) * rstd * Scale[i] + Bias[i];
+    Out[base + i] = (X[base + i] - mean) * rstd * Scale[i] + Bias[i];${epilogue === null ? "" : "\n    Out2[base + i] = fused(base + i); // reads Out[base + i], written just above by this invocation"}
   }
 }
 `;
+}
+
+export const LAYER_NORM = layerNormSource();
 
 /**
  * Input gradient: gs = g * scale, xhat = (x - mean) * rstd, out = rstd * (gs - mean(gs) - xhat * mean(gs * xhat)).

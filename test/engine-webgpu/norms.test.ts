@@ -1,0 +1,117 @@
+// Pending layer norms (src/engine/backends/webgpu/norms.ts): a fused expression of a norm's output runs in the
+// norm's kernel (an epilogue: gelu(layerNorm(h)) is one dispatch); any other reader computes the norm alone
+// first. Reference: the CPU backend, which runs every op on its own.
+import { test, after } from "node:test";
+import assert from "node:assert/strict";
+import * as td from "../../src/engine/index.ts";
+import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
+import { WebGpuBackend } from "../../src/engine/backends/webgpu/index.ts";
+import { kernels, rng } from "./helpers.ts";
+
+after(() => td.setBackend(new CpuBackend()));
+
+let shared: WebGpuBackend | null = null;
+async function backend(): Promise<WebGpuBackend> {
+  shared ??= new WebGpuBackend(await kernels());
+  return shared;
+}
+
+function randomValues(n: number, seed: number): Float32Array {
+  const r = rng(seed);
+  return Float32Array.from({ length: n }, () => r() * 4 - 2);
+}
+
+const ROWS = 37;
+const COLS = 96; // more than the kernel's 64 invocations per row
+const x = randomValues(ROWS * COLS, 1);
+const scale = randomValues(COLS, 2);
+const bias = randomValues(COLS, 3);
+const other = randomValues(ROWS * COLS, 4);
+
+/** fn of (x, scale, bias, other) on a backend; outputs read back. */
+async function on(b: td.Backend, fn: (t: td.Tensor[]) => td.Tensor[]): Promise<Float32Array[]> {
+  td.setBackend(b);
+  try {
+    const inputs = [td.tensor(x, [ROWS, COLS]), td.tensor(scale, [COLS]), td.tensor(bias, [COLS]), td.tensor(other, [ROWS, COLS])];
+    const outs = td.tidy(() => fn(inputs));
+    b.flush();
+    const values = await Promise.all(outs.map(async (o) => Float32Array.from(await o.read())));
+    td.dispose([...outs, ...inputs]);
+    return values;
+  } finally {
+    td.setBackend(new CpuBackend());
+  }
+}
+
+/** Compares with the CPU backend: the norm's float32 statistics differ by rounding (two-pass mean/variance vs float64). */
+async function check(what: string, fn: (t: td.Tensor[]) => td.Tensor[]): Promise<{ dispatches: number; withEpilogue: number; dropped: number }> {
+  const gpu = await backend();
+  const ref = await on(new CpuBackend(), fn);
+  const before = gpu.stats();
+  const got = await on(gpu, fn);
+  const after = gpu.stats();
+  got.forEach((g, k) => {
+    const r = ref[k]!;
+    assert.equal(g.length, r.length);
+    // Values up to ~|6|; the reference normalizes in float64: measured ~1e-6, bound 2e-5.
+    for (let i = 0; i < g.length; i++) assert.ok(Math.abs(g[i]! - r[i]!) <= 2e-5 * (1 + Math.abs(r[i]!)), `${what}, output ${k}[${i}]: ${g[i]} vs ${r[i]}`);
+  });
+  return {
+    dispatches: after.dispatches - before.dispatches,
+    withEpilogue: after.norms.withEpilogue - before.norms.withEpilogue,
+    dropped: after.norms.dropped - before.norms.dropped,
+  };
+}
+
+const norm = (t: td.Tensor[]) => td.layerNorm(t[0]!, t[1]!, t[2]!, 1e-6);
+
+test("gelu(layerNorm(x)) runs in one kernel (the norm's, with the expression as its epilogue)", async () => {
+  const s = await check("gelu(norm)", (t) => [td.gelu(norm(t))]);
+  assert.equal(s.withEpilogue, 1);
+  // The norm with its epilogue, plus the uploads' copies none: one dispatch in all (uploads are not dispatches).
+  assert.equal(s.dispatches, 1, `dispatches: ${s.dispatches}`);
+});
+
+test("an epilogue with another leaf (gelu(norm) + r, the residual block's sum), and the norm read again afterwards", async () => {
+  const s = await check("gelu(norm) + r; norm", (t) => {
+    const h = norm(t);
+    // Two pending norms in one expression: one is the epilogue's, the other is computed first.
+    return [td.add(td.gelu(h), t[3]!), td.mul(h, 2), td.add(td.gelu(norm(t)), td.layerNorm(t[3]!, t[1]!, t[2]!, 1e-6))];
+  });
+  assert.equal(s.withEpilogue, 2);
+});
+
+test("a norm read any other way is computed on its own first: broadcast, reduction, matmul", async () => {
+  const s = await check("others", (t) => {
+    const h = norm(t);
+    const row = td.slice(h, [0, 0], [1, COLS]); // a copy
+    return [td.add(td.reshape(h, [1, ROWS, COLS]), td.zeros([2, ROWS, COLS])), td.sum(td.square(norm(t)), [1]), td.matmul(norm(t), td.transpose(td.tensor(other, [ROWS, COLS]), [1, 0])), row];
+  });
+  assert.equal(s.withEpilogue, 0);
+});
+
+test("a norm released unused is never computed; an input released while the norm is pending stays intact", async () => {
+  const gpu = await backend();
+  td.setBackend(gpu);
+  try {
+    const before = gpu.stats();
+    td.tidy(() => {
+      norm([td.tensor(x, [ROWS, COLS]), td.tensor(scale, [COLS]), td.tensor(bias, [COLS])]);
+    });
+    gpu.flush();
+    const after = gpu.stats();
+    assert.equal(after.norms.dropped - before.norms.dropped, 1);
+    assert.equal(after.dispatches - before.dispatches, 0, "no dispatch for a norm nobody read");
+  } finally {
+    td.setBackend(new CpuBackend());
+  }
+  // The input is released (tidy) before the norm is read; then kernels of its size class run, which would take
+  // its buffer if the release were not deferred.
+  const fn = (t: td.Tensor[]): td.Tensor[] => {
+    const h = td.tidy(() => td.layerNorm(td.add(t[0]!, 1), t[1]!, t[2]!, 1e-6)); // x + 1 freed here
+    const noise = td.tidy(() => [td.matmul(td.tensor(other, [ROWS, COLS]), td.tensor(randomValues(COLS * COLS, 9), [COLS, COLS])), td.mul(t[3]!, 3)]);
+    const out = td.gelu(h);
+    return [out, ...noise];
+  };
+  await check("input released early", fn);
+});
