@@ -2,6 +2,8 @@
 // batch 172) at features 16/32/64, U-Net forward at batch 9 and 1000, GEMM GFLOP/s at 1024^3, and
 // (by default on webgpu only) DDPM sampling of B images x K steps.
 // Flags: --backend auto|cpu|wasm|webgpu  --features 16[,32,...]  --steps N (timed steps per size, default 3)
+//        --warmup N (untimed steps first; default 1, on webgpu 20: until then a step still creates ~1,100 GPU
+//        bind groups at ~18 µs each, which later steps find cached)
 //        --sampling BxK (e.g. 100x1000; 0 = skip; default 100x1000 on webgpu, else 0)
 //        --skip-forward  --skip-gemm  --json (ends with one line of JSON)
 //        --no-fuse (webgpu: one dispatch per elementwise op, for comparing against fusion)
@@ -77,7 +79,8 @@ async function trainStepSeconds(features: number): Promise<{ awaited: number; pi
     });
   };
   const times: number[] = [];
-  for (let i = 0; i < timedSteps + 1; i++) {
+  const warmup = Number(flag("warmup") ?? (td.getBackend().name === "webgpu" ? 20 : 1));
+  for (let i = 0; i < warmup + timedSteps; i++) {
     const started = performance.now();
     const before = kernelCounts();
     const loss = record(i);
@@ -85,15 +88,16 @@ async function trainStepSeconds(features: number): Promise<{ awaited: number; pi
     await loss;
     const after = kernelCounts();
     if (before && after) dispatchesPerStep = after.dispatches - before.dispatches;
-    if (i > 0) times.push((performance.now() - started) / 1000); // the first step warms up
-    if (i > 0) recordSecondsPerStep.push((recorded - started) / 1000);
+    if (i < warmup) continue;
+    times.push((performance.now() - started) / 1000);
+    recordSecondsPerStep.push((recorded - started) / 1000);
   }
   // Pipelined: at most two steps in flight; timed from the first submit to the last loss.
   const started = performance.now();
   let inFlight: Promise<number> | null = null;
   const pipelinedSteps = Math.max(2, timedSteps);
   for (let i = 0; i < pipelinedSteps; i++) {
-    const next = record(100 + i);
+    const next = record(1000 + i);
     if (inFlight) await inFlight;
     inFlight = next;
   }

@@ -11,7 +11,7 @@
 #                                           # host recording, JAX on the same GPU; logs in $OUT
 #
 # Rehearse `run` on a clone of this repo with .gpukit copied in and no node_modules (lavapipe, no JAX):
-#   TINY_DIFFUSION_WEBGPU=vulkan OUT=/tmp/kit-out BENCH_FEATURES=4 BENCH_STEPS=1 BENCH_SAMPLING=4x3 HOST_FEATURES=4 HOST_STEPS=3 \
+#   TINY_DIFFUSION_WEBGPU=vulkan OUT=/tmp/kit-out BENCH_FEATURES=4 BENCH_STEPS=1 BENCH_WARMUP=1 BENCH_SAMPLING=4x3 HOST_FEATURES=4 HOST_STEPS=3 \
 #     bash scripts/gpu-kit.sh run
 # Each stage has its own time limit, so a slow stage costs only itself and the rest still report.
 set -uo pipefail
@@ -61,7 +61,7 @@ run() {
 
   stage parity 200 node scripts/run-tests.mjs engine-webgpu
   stage bench 240 node --import tsx bench/bench.ts --backend webgpu --features "${BENCH_FEATURES:-16,64}" \
-    --steps "${BENCH_STEPS:-5}" --sampling "${BENCH_SAMPLING:-100x1000}" --skip-forward --skip-gemm
+    --steps "${BENCH_STEPS:-5}" --warmup "${BENCH_WARMUP:-20}" --sampling "${BENCH_SAMPLING:-100x1000}" --skip-forward --skip-gemm
   stage host 60 env FEATURES="${HOST_FEATURES:-64}" STEPS="${HOST_STEPS:-30}" node --import tsx bench/webgpu-host.ts
   if python3 -c 'import jax, flax, optax' 2>/dev/null; then
     # Its pictures and arrays stay there: at most 8 files come back from $OUT, and the logs matter more.
