@@ -4,15 +4,16 @@
 //
 // float32 unary and binary ops are fused (fusion.ts): they record an expression instead of a dispatch, and
 // every other method first materializes the pending arrays it is handed (`ready`). Kernel flips are
-// pending too (flips.ts): conv2d reads a pending flip's source flipped. So are layer norms (norms.ts), when
-// fusion is on: an expression of a norm alone (gelu(layerNorm(h))) runs in the norm's kernel.
+// pending too (flips.ts): conv2d reads a pending flip's source flipped. With fusion on, so are layer norms,
+// matmuls and convolutions (producers.ts): an expression of one's output (gelu(layerNorm(h)), conv + bias)
+// runs in its kernel as an epilogue.
 import type { AdamWArgs, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, Recording, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
 import { describeAdapter, type GpuDeviceOptions } from "./device.ts";
 import { PendingFlips, type FlipStats } from "./flips.ts";
-import { PendingNorms, type NormStats } from "./norms.ts";
-import { readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
+import { PendingProducers, type ProducerStats } from "./producers.ts";
+import { FUSED_ELEMENTWISE_PARAM_BASE, readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
 import { ElementwiseFusion, type FusionStats } from "./fusion.ts";
-import { coalesce, WebGpuKernels, type GpuArray, type KernelStats, type WebGpuKernelsOptions } from "./kernels.ts";
+import { coalesce, WebGpuKernels, type GemmEpilogue, type GpuArray, type KernelStats, type WebGpuKernelsOptions } from "./kernels.ts";
 
 export type { GpuArray } from "./kernels.ts";
 
@@ -29,7 +30,7 @@ export interface WebGpuBackendOptions extends GpuDeviceOptions, WebGpuKernelsOpt
 export interface WebGpuBackendStats extends KernelStats {
   fusion: FusionStats | null;
   flips: FlipStats;
-  norms: NormStats;
+  producers: ProducerStats;
 }
 
 const F64_MESSAGE = "the webgpu backend has no float64 (WGSL has no f64): use float32, or the cpu backend for float64";
@@ -41,7 +42,7 @@ export class WebGpuBackend implements Backend {
   private callsSinceFlush = 0;
   private readonly fusion: ElementwiseFusion<GpuArray> | null;
   private readonly flips: PendingFlips<GpuArray>;
-  private readonly norms: PendingNorms<GpuArray>;
+  private readonly producers: PendingProducers<GpuArray>;
 
   constructor(kernels: WebGpuKernels, options: WebGpuBackendOptions = {}) {
     this.kernels = kernels;
@@ -59,10 +60,7 @@ export class WebGpuBackend implements Backend {
       flip: (source, shape, out) => kernels.flipKernel(source, shape, out),
       release: (array) => this.releaseNow(array),
     });
-    this.norms = new PendingNorms<GpuArray>({
-      norm: (a, out) => kernels.layerNorm(a.x, a.rows, a.cols, a.scale, a.bias, a.eps, out),
-      release: (array) => kernels.release(array),
-    });
+    this.producers = new PendingProducers<GpuArray>((array) => kernels.release(array));
   }
 
   /** A device on the best adapter (hardware GPU first; see device.ts); dispose() releases it. */
@@ -76,33 +74,35 @@ export class WebGpuBackend implements Backend {
   }
 
   stats(): WebGpuBackendStats {
-    return { ...this.kernels.stats(), fusion: this.fusion?.stats() ?? null, flips: this.flips.stats(), norms: this.norms.stats() };
+    return { ...this.kernels.stats(), fusion: this.fusion?.stats() ?? null, flips: this.flips.stats(), producers: this.producers.stats() };
   }
 
   /**
-   * Runs a fused expression into `out`: in a pending norm's kernel when one of its leaves is a pending norm's
-   * output of out's size read element by element (the first such), otherwise on its own after any pending
-   * norms among its leaves.
+   * Runs a fused expression into `out`: as the epilogue of a pending producer (norm, matmul, conv) whose output
+   * is one of its leaves, read element by element over out's size (the first that can take it); otherwise
+   * on its own, after the pending producers among its leaves.
    */
   private emitFused(program: FusedProgram<GpuArray>, out: GpuArray): void {
-    // Buffers of the norm kernel with an epilogue: x, scale, bias, the norm, the other leaves, the output.
-    const fits = program.leaves.length + 4 <= this.kernels.maxStorageBuffers;
-    const leaf = !fits ? -1 : program.leaves.findIndex((l, k) => l.length === out.length && this.norms.get(l) !== undefined && readsLeafAtI(program, k));
-    for (const [k, l] of program.leaves.entries()) if (k !== leaf) this.norms.materialize(l);
-    if (leaf < 0) {
-      this.kernels.fusedElementwise(program, out);
-      return;
+    let taken = -1;
+    for (const [k, leaf] of program.leaves.entries()) {
+      if (!this.producers.isPending(leaf) || leaf.length !== out.length || !readsLeafAtI(program, k)) continue;
+      // The others first: the producer's kernel reads them.
+      for (const [j, other] of program.leaves.entries()) if (j !== k) this.producers.materialize(other);
+      if (this.producers.runWithEpilogue(leaf, program, k, out)) {
+        taken = k;
+        break;
+      }
     }
-    const normOut = program.leaves[leaf]!;
-    const norm = this.norms.take(normOut);
-    this.kernels.layerNormFused(norm.x, norm.rows, norm.cols, norm.scale, norm.bias, norm.eps, normOut, program, leaf, out);
+    if (taken >= 0) return;
+    for (const leaf of program.leaves) this.producers.materialize(leaf);
+    this.kernels.fusedElementwise(program, out);
   }
 
   /** Computes the pending (fused, not yet dispatched) arrays among these, before a kernel uses them. */
   private ready(...arrays: GpuArray[]): void {
     for (const a of arrays) {
       this.flips.materialize(a);
-      this.norms.materialize(a);
+      this.producers.materialize(a);
       this.fusion?.materialize(a);
     }
   }
@@ -125,7 +125,7 @@ export class WebGpuBackend implements Backend {
   }
   /** No pending expression reads `data`: a pending norm of it is dropped; a norm's pending input waits for it. */
   private releaseForGood(data: GpuArray): void {
-    if (!this.norms.release(data)) this.kernels.release(data);
+    if (!this.producers.release(data)) this.kernels.release(data);
   }
   upload(values: TypedArray): GpuArray {
     if (values instanceof Float64Array) throw new Error(F64_MESSAGE);
@@ -161,7 +161,7 @@ export class WebGpuBackend implements Backend {
   startRecording(): (outputs: readonly Storage[]) => Recording {
     // Pending work made before the recording is computed before it: a replay would not redo it.
     this.flips.materializeAll();
-    this.norms.materializeAll();
+    this.producers.materializeAll();
     this.flush();
     this.kernels.startRecording();
     return (outputs) => {
@@ -220,7 +220,7 @@ export class WebGpuBackend implements Backend {
   reduce(op: ReduceOp, x: GpuArray, shape: Shape, axes: readonly number[], out: GpuArray): void {
     const program = this.fusion?.programFor(x);
     if (program) {
-      for (const leaf of program.leaves) this.norms.materialize(leaf);
+      for (const leaf of program.leaves) this.producers.materialize(leaf);
       this.kernels.reduceFused(op, program, shape, axes, out);
     } else {
       this.ready(x);
@@ -235,17 +235,33 @@ export class WebGpuBackend implements Backend {
   }
   matmul(a: GpuArray, b: GpuArray, out: GpuArray, args: MatmulArgs): void {
     this.ready(a, b, out);
-    this.kernels.matmul(a, b, out, args);
+    if (this.fusion && out.dtype === "float32") {
+      this.producers.record(out, {
+        inputs: [a, b],
+        run: (o) => this.kernels.matmul(a, b, o, args),
+        runWithEpilogue: (o, program, leaf, out2) => this.kernels.matmul(a, b, o, args, this.kernels.encoder(), { program, leaf, out2 }),
+      });
+    } else {
+      this.kernels.matmul(a, b, out, args);
+    }
     this.recorded();
   }
   conv2d(x: GpuArray, kernel: GpuArray, out: GpuArray, args: ConvArgs): void {
     const flip = this.flips.fold(kernel);
     this.ready(x, out);
-    if (flip) {
-      this.kernels.conv2dFlipped(x, flip.source, out, args);
+    if (!flip) this.ready(kernel);
+    const source = flip ? flip.source : kernel;
+    const convolve = (o: GpuArray, epilogue?: GemmEpilogue): boolean => flip
+      ? this.kernels.conv2dFlipped(x, source, o, args, this.kernels.encoder(), epilogue)
+      : this.kernels.conv2d(x, source, o, args, this.kernels.encoder(), epilogue);
+    if (this.fusion && out.dtype === "float32") {
+      this.producers.record(out, {
+        inputs: [x, source],
+        run: (o) => void convolve(o),
+        runWithEpilogue: (o, program, leaf, out2) => convolve(o, { program, leaf, out2 }),
+      });
     } else {
-      this.ready(kernel);
-      this.kernels.conv2d(x, kernel, out, args);
+      convolve(out);
     }
     this.recorded();
   }
@@ -296,8 +312,20 @@ export class WebGpuBackend implements Backend {
   }
   layerNorm(x: GpuArray, rows: number, cols: number, scale: GpuArray, bias: GpuArray, eps: number, out: GpuArray): void {
     this.ready(x, scale, bias, out);
-    if (this.fusion && out.dtype === "float32" && rows * cols > 0) this.norms.record({ x, rows, cols, scale, bias, eps }, out);
-    else this.kernels.layerNorm(x, rows, cols, scale, bias, eps, out);
+    if (this.fusion && out.dtype === "float32" && rows * cols > 0) {
+      this.producers.record(out, {
+        inputs: [x, scale, bias],
+        run: (o) => this.kernels.layerNorm(x, rows, cols, scale, bias, eps, o),
+        runWithEpilogue: (o, program, leaf, out2) => {
+          const buffers = 5 + program.leaves.length - 1;
+          if (!this.kernels.epilogueFits(program, leaf, o, out2, buffers, 64 - FUSED_ELEMENTWISE_PARAM_BASE)) return false;
+          this.kernels.layerNormFused(x, rows, cols, scale, bias, eps, o, program, leaf, out2);
+          return true;
+        },
+      });
+    } else {
+      this.kernels.layerNorm(x, rows, cols, scale, bias, eps, out);
+    }
     this.recorded();
   }
   layerNormGradX(x: GpuArray, g: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray): void {

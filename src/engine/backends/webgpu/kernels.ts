@@ -14,7 +14,7 @@ import { BufferPool, MAP_MODE_READ, ParamArena, USAGE } from "./buffers.ts";
 import { createGpuDevice, type GpuAdapterSummary, type GpuContext, type GpuDeviceOptions } from "./device.ts";
 import { f32Bits } from "./shaders/common.ts";
 import { binarySource, selectSource, unarySource } from "./shaders/elementwise.ts";
-import { CONV2D, CONV2D_KERNEL_GRAD, MATMUL } from "./shaders/gemm.ts";
+import { CONV2D, CONV2D_KERNEL_GRAD, GEMM_EPILOGUE_PARAM_BASE, MATMUL, gemmWithEpilogue } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
 import { LAYER_NORM, LAYER_NORM_GRAD_X, layerNormSource } from "./shaders/norm.ts";
 import { ADAMW, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
@@ -25,6 +25,13 @@ import { NORMAL_FROM_KEY } from "./shaders/random.ts";
 import { SCAN, SCATTER_COUNT, SCATTER_FILL, SCATTER_UNIQUE, scatterSumSource } from "./shaders/scatter.ts";
 
 export type GpuDType = "float32" | "int32";
+
+/** A fused expression to run in a producer kernel after it stores `out`: its leaf `leaf` is that output. */
+export interface GemmEpilogue {
+  readonly program: FusedProgram<GpuArray>;
+  readonly leaf: number;
+  readonly out2: GpuArray;
+}
 
 /** A typed array living in a GPU buffer (the buffer may be larger: pool size classes). */
 export interface GpuArray {
@@ -680,10 +687,10 @@ export class WebGpuKernels {
   layerNormFused(x: GpuArray, rows: number, cols: number, scale: GpuArray, bias: GpuArray, eps: number, out: GpuArray,
     program: FusedProgram<GpuArray>, leaf: number, out2: GpuArray, enc: Encoder = this.encoder()): void {
     if (rows * cols === 0) return;
-    if (program.leaves[leaf] !== out || !readsLeafAtI(program, leaf) || out2.length !== out.length) {
-      throw new Error("webgpu layerNormFused: the expression must read the norm's output element by element, over its size");
-    }
     const others = program.leaves.filter((_, k) => k !== leaf);
+    if (!this.epilogueFits(program, leaf, out, out2, 5 + others.length, 64 - FUSED_ELEMENTWISE_PARAM_BASE)) {
+      throw new Error("webgpu layerNormFused: the expression must read the norm's output element by element, over its size, within the buffer limit");
+    }
     const params = [rows, cols, f32Bits(eps), 0, ...program.params];
     const source = () => layerNormSource({ declarations: fusedEpilogueDeclarations(program, leaf, "Out", 5), out2Binding: 5 + others.length });
     this.run(enc, `layerNorm+fused#${this.programId(program)}@${leaf}`, source, "main", params,
@@ -726,60 +733,93 @@ export class WebGpuKernels {
   }
 
   /** Runs a GEMM-family kernel with split-K when it has few tiles; `params(kLen)` gives its parameter words. */
-  private gemm(enc: Encoder, key: string, source: string, m: number, n: number, k: number, batch: number, a: GPUBuffer, b: GPUBuffer, out: GpuArray, params: (kLen: number) => number[]): void {
+  /**
+   * One GEMM kernel (split-K when few tiles). With `epilogue` (see GemmEpilogue) only unsplit: returns false,
+   * having done nothing, when the product would be split.
+   */
+  private gemm(enc: Encoder, key: string, source: string, m: number, n: number, k: number, batch: number, a: GPUBuffer, b: GPUBuffer, out: GpuArray,
+    params: (kLen: number) => number[], epilogue?: GemmEpilogue): boolean {
     const tilesM = Math.ceil(m / 64);
     const tilesN = Math.ceil(n / 64);
     let splits = this.splitsFor(tilesM * tilesN * batch, k);
     const kLen = Math.ceil(Math.ceil(k / splits) / 16) * 16;
     splits = Math.ceil(k / kLen);
     if (batch * splits > this.maxGroups) throw new Error(`webgpu ${key}: batch ${batch} x ${splits} splits exceeds ${this.maxGroups} workgroups`);
+    if (epilogue) {
+      const { program, leaf, out2 } = epilogue;
+      const others = program.leaves.filter((_, i) => i !== leaf);
+      if (splits !== 1 || !this.epilogueFits(program, leaf, out, out2, 4 + others.length, GEMM_EPILOGUE_PARAM_BASE - FUSED_ELEMENTWISE_PARAM_BASE)) return false;
+      const gemmParams = params(kLen);
+      const words = [...new Array<number>(FUSED_ELEMENTWISE_PARAM_BASE).fill(0), ...program.params];
+      while (words.length < GEMM_EPILOGUE_PARAM_BASE) words.push(0);
+      words.push(...gemmParams);
+      const withEpilogue = () => gemmWithEpilogue(source, { declarations: fusedEpilogueDeclarations(program, leaf, "C", 4), out2Binding: 4 + others.length });
+      this.run(enc, `${key}+fused#${this.programId(program)}@${leaf}`, withEpilogue, "main", words,
+        [a, b, out.buffer, ...others.map((o) => o.buffer), out2.buffer], [tilesN, tilesM, batch]);
+      return true;
+    }
     if (splits === 1) {
       this.run(enc, key, () => source, "main", params(kLen), [a, b, out.buffer], [tilesN, tilesM, batch]);
-      return;
+      return true;
     }
     const partial = this.temp("float32", splits * batch * m * n);
     this.run(enc, key, () => source, "main", params(kLen), [a, b, partial.buffer], [tilesN, tilesM, batch * splits]);
     this.reduce("sum", partial, [splits, batch * m * n], [0], out, enc);
     this.release(partial);
+    return true;
   }
 
-  /** C[b] = op(A[b]) @ op(B[b]) with the Backend's MatmulArgs (batch strides 0 broadcast). */
-  matmul(a: GpuArray, b: GpuArray, out: GpuArray, args: MatmulArgs, enc: Encoder = this.encoder()): void {
+  /**
+   * Whether an expression can be the epilogue of a kernel writing `out`: it reads `out` (leaf `leaf`) element
+   * by element over out2's size, its buffers fit (`buffers` storage buffers in all), and its parameter words
+   * fit below the kernel's (`paramWords` from FUSED_ELEMENTWISE_PARAM_BASE).
+   */
+  epilogueFits(program: FusedProgram<GpuArray>, leaf: number, out: GpuArray, out2: GpuArray, buffers: number, paramWords: number): boolean {
+    return program.leaves[leaf] === out && out2.length === out.length && readsLeafAtI(program, leaf) &&
+      buffers <= this.maxStorageBuffers && program.params.length <= paramWords;
+  }
+
+  /**
+   * C[b] = op(A[b]) @ op(B[b]) with the Backend's MatmulArgs (batch strides 0 broadcast). With `epilogue`,
+   * also its expression in the same kernel, if the product is not split (else returns false, doing nothing).
+   */
+  matmul(a: GpuArray, b: GpuArray, out: GpuArray, args: MatmulArgs, enc: Encoder = this.encoder(), epilogue?: GemmEpilogue): boolean {
     const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = args;
-    if (batch * m * n === 0) return;
+    if (epilogue && (batch * m * n === 0 || k === 0)) return false;
+    if (batch * m * n === 0) return true;
     if (k === 0) {
       this.fill(out, 0, enc);
-      return;
+      return true;
     }
-    this.gemm(enc, "matmul", MATMUL, m, n, k, batch, a.buffer, b.buffer, out, (kLen) => [
+    return this.gemm(enc, "matmul", MATMUL, m, n, k, batch, a.buffer, b.buffer, out, (kLen) => [
       m, n, k, transA ? 1 : 0, transB ? 1 : 0, aBatchStride, bBatchStride, batch, kLen,
-    ]);
+    ], epilogue);
   }
 
   /** NHWC x [b,h,w,c] with HWIO kernel [kh,kw,c,o], stride 1, zero padding: implicit GEMM. */
-  conv2d(x: GpuArray, kernel: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder()): void {
-    this.convolve(x, kernel, false, out, args, enc);
+  conv2d(x: GpuArray, kernel: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder(), epilogue?: GemmEpilogue): boolean {
+    return this.convolve(x, kernel, false, out, args, enc, epilogue);
   }
 
   /**
    * conv2d(x, flipKernel(source)) without computing the flip: `source` is [kh, kw, o, c] for these args
    * (the forward kernel whose input gradient this is) and is read rotated and transposed.
    */
-  conv2dFlipped(x: GpuArray, source: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder()): void {
-    this.convolve(x, source, true, out, args, enc);
+  conv2dFlipped(x: GpuArray, source: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder(), epilogue?: GemmEpilogue): boolean {
+    return this.convolve(x, source, true, out, args, enc, epilogue);
   }
 
-  private convolve(x: GpuArray, kernel: GpuArray, flipped: boolean, out: GpuArray, args: ConvArgs, enc: Encoder): void {
+  /** Returns false (nothing done) when an epilogue was asked for and cannot be had (see gemm). */
+  private convolve(x: GpuArray, kernel: GpuArray, flipped: boolean, out: GpuArray, args: ConvArgs, enc: Encoder, epilogue?: GemmEpilogue): boolean {
     const { b, h, w, c, kh, kw, o, pad, oh, ow } = args;
     if (kh === 1 && kw === 1 && pad === 0) {
       // A 1x1 flip is a transpose: the source as [o, c] is B^T.
-      this.matmul(x, kernel, out, { batch: 1, m: b * h * w, n: o, k: c, transA: false, transB: flipped, aBatchStride: 0, bBatchStride: 0 }, enc);
-      return;
+      return this.matmul(x, kernel, out, { batch: 1, m: b * h * w, n: o, k: c, transA: false, transB: flipped, aBatchStride: 0, bBatchStride: 0 }, enc, epilogue);
     }
     const M = b * oh * ow;
     const K = kh * kw * c;
-    if (M * o === 0) return;
-    this.gemm(enc, "conv2d", CONV2D, M, o, K, 1, x.buffer, kernel.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen, flipped ? 1 : 0]);
+    if (M * o === 0 || K === 0) return !epilogue;
+    return this.gemm(enc, "conv2d", CONV2D, M, o, K, 1, x.buffer, kernel.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen, flipped ? 1 : 0], epilogue);
   }
 
   /** out[kh,kw,c,o] = sum over b,i,j of xpad[b,i+di,j+dj,c] * g[b,i,j,o]: implicit im2col^T @ g. */

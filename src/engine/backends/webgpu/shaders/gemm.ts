@@ -11,6 +11,29 @@
 
 import { COMMON } from "./common.ts";
 
+/** Where a GEMM kernel's own parameters move when it carries an epilogue (whose expression uses P(4..51)). */
+export const GEMM_EPILOGUE_PARAM_BASE = 52;
+
+/**
+ * MATMUL or CONV2D with an epilogue: C2[i] = fused(i) after C[i] is stored, at every element (no split-K:
+ * C must hold final values). `declarations` define fused() reading C[i], with the expression's other
+ * leaves bound from binding 4 on; C2 is bound at `out2Binding`. The kernel's own parameters move to
+ * P(GEMM_EPILOGUE_PARAM_BASE + i).
+ */
+export function gemmWithEpilogue(source: string, epilogue: { declarations: string; out2Binding: number }): string {
+  const replaceOnce = (text: string, from: string, to: string): string => {
+    const parts = text.split(from);
+    if (parts.length !== 2) throw new Error(`gemmWithEpilogue: "${from}" found ${parts.length - 1} times`);
+    return parts.join(to);
+  };
+  let out = source.replace(/\bP\((\d+)\)/g, (_m, d: string) => `P(${GEMM_EPILOGUE_PARAM_BASE + Number(d)}u)`);
+  out = replaceOnce(out, "@group(0) @binding(3) var<storage, read_write> C: array<f32>;",
+    `@group(0) @binding(3) var<storage, read_write> C: array<f32>;\n@group(0) @binding(${epilogue.out2Binding}) var<storage, read_write> C2: array<f32>;\n${epilogue.declarations}`);
+  out = replaceOnce(out, "if (n < N) { C[cOff + m * N + n] = row[j]; }",
+    "if (n < N) { C[cOff + m * N + n] = row[j]; C2[cOff + m * N + n] = fused(cOff + m * N + n); }");
+  return out;
+}
+
 const TILE = /* wgsl */ `
 const TK = 16u;
 var<workgroup> As: array<vec4<f32>, 256>; // [k][m / 4]

@@ -1,6 +1,7 @@
-// Pending layer norms (src/engine/backends/webgpu/norms.ts): a fused expression of a norm's output runs in the
-// norm's kernel (an epilogue: gelu(layerNorm(h)) is one dispatch); any other reader computes the norm alone
-// first. Reference: the CPU backend, which runs every op on its own.
+// Pending producers (src/engine/backends/webgpu/producers.ts): a fused expression of a layer norm's, a
+// matmul's or a convolution's output runs in that kernel (an epilogue: gelu(layerNorm(h)) and conv + bias are
+// one dispatch each); any other reader computes the producer alone first, and so does a split-K product.
+// Reference: the CPU backend, which runs every op on its own.
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import * as td from "../../src/engine/index.ts";
@@ -28,6 +29,13 @@ const scale = randomValues(COLS, 2);
 const bias = randomValues(COLS, 3);
 const other = randomValues(ROWS * COLS, 4);
 
+let splitting: WebGpuBackend | null = null;
+/** A backend whose kernels split every product along K (so no GEMM can take an epilogue). */
+async function splittingBackend(): Promise<WebGpuBackend> {
+  splitting ??= new WebGpuBackend(await kernels({ splitKMinWorkgroups: 1e9, splitKMinLength: 16 }));
+  return splitting;
+}
+
 /** fn of (x, scale, bias, other) on a backend; outputs read back. */
 async function on(b: td.Backend, fn: (t: td.Tensor[]) => td.Tensor[]): Promise<Float32Array[]> {
   td.setBackend(b);
@@ -44,8 +52,8 @@ async function on(b: td.Backend, fn: (t: td.Tensor[]) => td.Tensor[]): Promise<F
 }
 
 /** Compares with the CPU backend: the norm's float32 statistics differ by rounding (two-pass mean/variance vs float64). */
-async function check(what: string, fn: (t: td.Tensor[]) => td.Tensor[]): Promise<{ dispatches: number; withEpilogue: number; dropped: number }> {
-  const gpu = await backend();
+async function check(what: string, fn: (t: td.Tensor[]) => td.Tensor[], gpu: WebGpuBackend | null = null): Promise<{ dispatches: number; withEpilogue: number; dropped: number }> {
+  gpu ??= await backend();
   const ref = await on(new CpuBackend(), fn);
   const before = gpu.stats();
   const got = await on(gpu, fn);
@@ -58,8 +66,8 @@ async function check(what: string, fn: (t: td.Tensor[]) => td.Tensor[]): Promise
   });
   return {
     dispatches: after.dispatches - before.dispatches,
-    withEpilogue: after.norms.withEpilogue - before.norms.withEpilogue,
-    dropped: after.norms.dropped - before.norms.dropped,
+    withEpilogue: after.producers.withEpilogue - before.producers.withEpilogue,
+    dropped: after.producers.dropped - before.producers.dropped,
   };
 }
 
@@ -100,7 +108,7 @@ test("a norm released unused is never computed; an input released while the norm
     });
     gpu.flush();
     const after = gpu.stats();
-    assert.equal(after.norms.dropped - before.norms.dropped, 1);
+    assert.equal(after.producers.dropped - before.producers.dropped, 1);
     assert.equal(after.dispatches - before.dispatches, 0, "no dispatch for a norm nobody read");
   } finally {
     td.setBackend(new CpuBackend());
@@ -114,4 +122,24 @@ test("a norm released unused is never computed; an input released while the norm
     return [out, ...noise];
   };
   await check("input released early", fn);
+});
+
+const W = randomValues(COLS * 48, 5);
+const K3 = randomValues(3 * 3 * 4 * 6, 6);
+const imgs = randomValues(5 * 8 * 8 * 4, 7);
+const product = (t: td.Tensor[]): td.Tensor[] => {
+  const w = td.tensor(W, [COLS, 48]);
+  const lin = td.gelu(td.add(td.matmul(t[0]!, w), td.tensor(randomValues(48, 8), [48]))); // linear + bias + gelu
+  const conv = td.add(td.conv2d(td.tensor(imgs, [5, 8, 8, 4]), td.tensor(K3, [3, 3, 4, 6]), 1), 0.5);
+  return [lin, conv];
+};
+
+test("a matmul's and a convolution's expression (bias, activation) run as their epilogue", async () => {
+  const s = await check("matmul/conv epilogues", product);
+  assert.equal(s.withEpilogue, 2);
+});
+
+test("a split-K product cannot take an epilogue: it runs alone, then the expression (same values)", async () => {
+  const s = await check("split-K", product, await splittingBackend());
+  assert.equal(s.withEpilogue, 0);
 });
