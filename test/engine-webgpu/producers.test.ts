@@ -139,7 +139,11 @@ test("a matmul's and a convolution's expression (bias, activation) run as their 
   assert.equal(s.withEpilogue, 2);
 });
 
-test("a split-K product cannot take an epilogue: it runs alone, then the expression (same values)", async () => {
+test("split along K: the sum of the partial products carries the epilogue; past 32 splits the expression runs alone", async () => {
   const s = await check("split-K", product, await splittingBackend());
-  assert.equal(s.withEpilogue, 0);
+  assert.equal(s.withEpilogue, 2);
+  // K = 640 in steps of 16: 40 splits.
+  const long = (): td.Tensor[] => [td.add(td.matmul(td.tensor(randomValues(3 * 640, 10), [3, 640]), td.tensor(randomValues(640 * 5, 11), [640, 5])), 1)];
+  const t = await check("40 splits", long, await splittingBackend());
+  assert.equal(t.withEpilogue, 0);
 });

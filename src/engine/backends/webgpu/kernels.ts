@@ -14,7 +14,7 @@ import { BufferPool, MAP_MODE_READ, ParamArena, USAGE } from "./buffers.ts";
 import { createGpuDevice, type GpuAdapterSummary, type GpuContext, type GpuDeviceOptions } from "./device.ts";
 import { f32Bits } from "./shaders/common.ts";
 import { binarySource, selectSource, unarySource } from "./shaders/elementwise.ts";
-import { CONV2D, CONV2D_KERNEL_GRAD, GEMM_EPILOGUE_PARAM_BASE, MATMUL, gemmWithEpilogue } from "./shaders/gemm.ts";
+import { CONV2D, CONV2D_KERNEL_GRAD, GEMM_EPILOGUE_PARAM_BASE, MATMUL, gemmWithEpilogue, splitKSumWithEpilogue } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
 import { LAYER_NORM, LAYER_NORM_GRAD_X, layerNormSource } from "./shaders/norm.ts";
 import { ADAMW, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
@@ -734,8 +734,9 @@ export class WebGpuKernels {
 
   /** Runs a GEMM-family kernel with split-K when it has few tiles; `params(kLen)` gives its parameter words. */
   /**
-   * One GEMM kernel (split-K when few tiles). With `epilogue` (see GemmEpilogue) only unsplit: returns false,
-   * having done nothing, when the product would be split.
+   * One GEMM kernel (split-K when few tiles: partial tiles, then their sum). With `epilogue` (see
+   * GemmEpilogue) the last kernel also runs the expression; returns false, having done nothing, when it
+   * cannot (more than 32 splits, too many buffers or parameter words).
    */
   private gemm(enc: Encoder, key: string, source: string, m: number, n: number, k: number, batch: number, a: GPUBuffer, b: GPUBuffer, out: GpuArray,
     params: (kLen: number) => number[], epilogue?: GemmEpilogue): boolean {
@@ -748,14 +749,27 @@ export class WebGpuKernels {
     if (epilogue) {
       const { program, leaf, out2 } = epilogue;
       const others = program.leaves.filter((_, i) => i !== leaf);
-      if (splits !== 1 || !this.epilogueFits(program, leaf, out, out2, 4 + others.length, GEMM_EPILOGUE_PARAM_BASE - FUSED_ELEMENTWISE_PARAM_BASE)) return false;
-      const gemmParams = params(kLen);
-      const words = [...new Array<number>(FUSED_ELEMENTWISE_PARAM_BASE).fill(0), ...program.params];
-      while (words.length < GEMM_EPILOGUE_PARAM_BASE) words.push(0);
-      words.push(...gemmParams);
-      const withEpilogue = () => gemmWithEpilogue(source, { declarations: fusedEpilogueDeclarations(program, leaf, "C", 4), out2Binding: 4 + others.length });
-      this.run(enc, `${key}+fused#${this.programId(program)}@${leaf}`, withEpilogue, "main", words,
-        [a, b, out.buffer, ...others.map((o) => o.buffer), out2.buffer], [tilesN, tilesM, batch]);
+      const paramWords = GEMM_EPILOGUE_PARAM_BASE - FUSED_ELEMENTWISE_PARAM_BASE;
+      // The product's kernel (unsplit) or the sum of its split-K partials (up to 32) carries the epilogue.
+      const buffers = (splits === 1 ? 4 : 3) + others.length;
+      if (splits > 32 || !this.epilogueFits(program, leaf, out, out2, buffers, paramWords)) return false;
+      const words = (own: number[]): number[] => {
+        const w = [...new Array<number>(FUSED_ELEMENTWISE_PARAM_BASE).fill(0), ...program.params];
+        while (w.length < GEMM_EPILOGUE_PARAM_BASE) w.push(0);
+        return [...w, ...own];
+      };
+      const otherBuffers = others.map((o) => o.buffer);
+      const id = `fused#${this.programId(program)}@${leaf}`;
+      if (splits === 1) {
+        const withEpilogue = () => gemmWithEpilogue(source, { declarations: fusedEpilogueDeclarations(program, leaf, "C", 4), out2Binding: 4 + others.length });
+        this.run(enc, `${key}+${id}`, withEpilogue, "main", words(params(kLen)), [a, b, out.buffer, ...otherBuffers, out2.buffer], [tilesN, tilesM, batch]);
+        return true;
+      }
+      const partial = this.temp("float32", splits * batch * m * n);
+      this.run(enc, key, () => source, "main", params(kLen), [a, b, partial.buffer], [tilesN, tilesM, batch * splits]);
+      const sum = () => splitKSumWithEpilogue({ declarations: fusedEpilogueDeclarations(program, leaf, "Out", 3), out2Binding: 3 + others.length });
+      this.run(enc, `splitKSum+${id}`, sum, "main", words([batch * m * n, splits]), [partial.buffer, out.buffer, ...otherBuffers, out2.buffer], this.grid(batch * m * n));
+      this.release(partial);
       return true;
     }
     if (splits === 1) {

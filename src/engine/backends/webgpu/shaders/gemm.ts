@@ -34,6 +34,30 @@ export function gemmWithEpilogue(source: string, epilogue: { declarations: strin
   return out;
 }
 
+/**
+ * A split-K product's partial tiles [splits, n] summed into Out (in the order of the reduce kernel's "rows"
+ * path for up to 32 splits: 0 + p0 + p1 + ...), then Out2[i] = fused(i) (the epilogue, reading Out[i]).
+ * P(52) = n, P(53) = splits; `declarations` bound from binding 3 on, Out2 at `out2Binding`.
+ */
+export function splitKSumWithEpilogue(epilogue: { declarations: string; out2Binding: number }): string {
+  return /* wgsl */ `${COMMON}
+@group(0) @binding(1) var<storage, read> Partial: array<f32>;
+@group(0) @binding(2) var<storage, read_write> Out: array<f32>;
+@group(0) @binding(${epilogue.out2Binding}) var<storage, read_write> Out2: array<f32>;
+${epilogue.declarations}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = flatId(wid, nwg, lid);
+  let n = P(${GEMM_EPILOGUE_PARAM_BASE}u);
+  if (i >= n) { return; }
+  var part = 0.0;
+  for (var s = 0u; s < P(${GEMM_EPILOGUE_PARAM_BASE + 1}u); s++) { part += Partial[s * n + i]; }
+  Out[i] = 0.0 + part;
+  Out2[i] = fused(i);
+}
+`;
+}
+
 const TILE = /* wgsl */ `
 const TK = 16u;
 var<workgroup> As: array<vec4<f32>, 256>; // [k][m / 4]
