@@ -3,7 +3,8 @@
 // time cannot drop below the recording time, so this is the figure to watch on any adapter (a software
 // adapter included: recording does not depend on it).
 //   TINY_DIFFUSION_WEBGPU=vulkan node --import tsx bench/webgpu-host.ts   (FEATURES=16|64, default 64; STEPS=8;
-//   SAMPLER_STEPS=12; FUSE=0 records one dispatch per elementwise op, as before fusion)
+//   SAMPLER_STEPS=12; FUSE=0 records one dispatch per elementwise op, as before fusion; SPLITK=256 splits
+//   products as on a GPU)
 import * as td from "../src/engine/index.ts";
 import { WebGpuBackend } from "../src/engine/backends/webgpu/index.ts";
 import { initUNet, unetForward, type Timesteps, type UNetParams } from "../src/nn/unet.ts";
@@ -13,7 +14,8 @@ import { sample } from "../src/diffusion/sample.ts";
 import { diffusionLoss } from "../src/train/loss.ts";
 import { initOptimizerState, optimizerStep, TUTORIAL_OPTIMIZER } from "../src/train/optimizer.ts";
 
-const gpu = await WebGpuBackend.create({ fuseElementwise: process.env.FUSE !== "0" });
+// SPLITK=256: a GPU's split-K threshold on a software adapter (whose default, 4, splits few products).
+const gpu = await WebGpuBackend.create({ fuseElementwise: process.env.FUSE !== "0", ...(process.env.SPLITK ? { splitKMinWorkgroups: Number(process.env.SPLITK) } : {}) });
 td.setBackend(gpu);
 console.log(`adapter: ${gpu.describe()}; elementwise fusion ${process.env.FUSE !== "0" ? "on" : "off"}`);
 const features = Number(process.env.FEATURES ?? 64);
