@@ -7,20 +7,11 @@ import assert from "node:assert/strict";
 import * as td from "../../src/engine/index.ts";
 import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
 import { WebGpuBackend } from "../../src/engine/backends/webgpu/index.ts";
-import { kernels, rng } from "./helpers.ts";
+import { uniformValues, webgpuBackend } from "./helpers.ts";
 
 after(() => td.setBackend(new CpuBackend()));
 
-let shared: WebGpuBackend | null = null;
-async function backend(): Promise<WebGpuBackend> {
-  shared ??= new WebGpuBackend(await kernels());
-  return shared;
-}
-
-function randomValues(n: number, seed: number): Float32Array {
-  const r = rng(seed);
-  return Float32Array.from({ length: n }, () => r() * 2 - 1);
-}
+const randomValues = (n: number, seed: number): Float32Array => uniformValues(n, seed);
 
 function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, what: string): void {
   assert.equal(actual.length, expected.length, `${what}: length`);
@@ -53,7 +44,7 @@ function step([x, a]: td.Tensor[]): td.Tensor[] {
 const shapes = [[16, 16], [1]] as const;
 
 test("capture: replays on new inputs match eager CPU runs (an upload inside the step stays intact)", async () => {
-  td.setBackend(await backend());
+  td.setBackend(await webgpuBackend());
   try {
     const initial = [randomValues(256, 1), Float32Array.of(0.3)];
     const captured = td.captureStep(step, initial.map((v, i) => td.tensor(v, shapes[i]!, "float32")));
@@ -76,7 +67,7 @@ test("capture: replays on new inputs match eager CPU runs (an upload inside the 
 });
 
 test("capture: an output fed back as the next input (on the device) iterates like an eager loop", async () => {
-  td.setBackend(await backend());
+  td.setBackend(await webgpuBackend());
   try {
     const x0 = randomValues(256, 3);
     const a = Float32Array.of(0.7);
@@ -97,7 +88,7 @@ test("capture: an output fed back as the next input (on the device) iterates lik
 });
 
 test("capture: inputs as slices of a table, several replays in one submit", async () => {
-  const b = await backend();
+  const b = await webgpuBackend();
   td.setBackend(b);
   try {
     const rounds = 5;
@@ -126,7 +117,7 @@ test("capture: inputs as slices of a table, several replays in one submit", asyn
 
 test("capture: uploads after a mid-step submit do not take buffers the step used before", async () => {
   // autoFlushCalls 1: a submit after every call, so freed temporaries become free for uploads mid-step.
-  const b = new WebGpuBackend((await backend()).kernels, { autoFlushCalls: 1 });
+  const b = new WebGpuBackend((await webgpuBackend()).kernels, { autoFlushCalls: 1 });
   td.setBackend(b);
   try {
     // [29,29]: a size class no other test here uses, so the free buffer the upload would take is the temporary.
@@ -153,7 +144,7 @@ test("capture: uploads after a mid-step submit do not take buffers the step used
 });
 
 test("capture: buffers stay out of the pool until dispose, then return; eager tensors made between replays stay intact", async () => {
-  const b = await backend();
+  const b = await webgpuBackend();
   td.setBackend(b);
   try {
     const x = randomValues(256, 5);
@@ -177,7 +168,7 @@ test("capture: buffers stay out of the pool until dispose, then return; eager te
 });
 
 test("capture: an output that is still pending when the step ends (a kernel flip) is computed in the recording", async () => {
-  const b = await backend();
+  const b = await webgpuBackend();
   td.setBackend(b);
   try {
     const shape = [3, 3, 2, 5];
@@ -198,7 +189,7 @@ test("capture: an output that is still pending when the step ends (a kernel flip
 });
 
 test("capture: capturing again and again (a sampler per request) does not grow the buffer pool", async () => {
-  const b = await backend();
+  const b = await webgpuBackend();
   td.setBackend(b);
   try {
     const allocated: number[] = [];
@@ -222,7 +213,7 @@ test("capture: misuse is refused with a message", async () => {
   td.setBackend(new CpuBackend());
   assert.equal(td.canCapture(), false);
   assert.throws(() => td.captureStep((xs) => xs, [td.zeros([2])]), /cpu backend cannot record/);
-  td.setBackend(await backend());
+  td.setBackend(await webgpuBackend());
   try {
     assert.equal(td.canCapture(), true);
     const x = td.tensor(Float32Array.of(1, 2), [2], "float32");

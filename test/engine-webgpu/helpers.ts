@@ -44,6 +44,12 @@ after(async () => {
 });
 
 /** A small deterministic generator (mulberry32), so failures reproduce. */
+/** n float32 values uniform in [low, high) from rng(seed). */
+export function uniformValues(n: number, seed: number, low = -1, high = 1): Float32Array {
+  const r = rng(seed);
+  return Float32Array.from({ length: n }, () => low + (high - low) * r());
+}
+
 export function rng(seed: number): () => number {
   let s = seed >>> 0;
   return () => {

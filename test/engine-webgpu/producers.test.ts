@@ -7,20 +7,11 @@ import assert from "node:assert/strict";
 import * as td from "../../src/engine/index.ts";
 import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
 import { WebGpuBackend } from "../../src/engine/backends/webgpu/index.ts";
-import { kernels, rng } from "./helpers.ts";
+import { kernels, uniformValues, webgpuBackend } from "./helpers.ts";
 
 after(() => td.setBackend(new CpuBackend()));
 
-let shared: WebGpuBackend | null = null;
-async function backend(): Promise<WebGpuBackend> {
-  shared ??= new WebGpuBackend(await kernels());
-  return shared;
-}
-
-function randomValues(n: number, seed: number): Float32Array {
-  const r = rng(seed);
-  return Float32Array.from({ length: n }, () => r() * 4 - 2);
-}
+const randomValues = (n: number, seed: number): Float32Array => uniformValues(n, seed, -2, 2);
 
 const ROWS = 37;
 const COLS = 96; // more than the kernel's 64 invocations per row
@@ -53,7 +44,7 @@ async function on(b: td.Backend, fn: (t: td.Tensor[]) => td.Tensor[]): Promise<F
 
 /** Compares with the CPU backend: the norm's float32 statistics differ by rounding (two-pass mean/variance vs float64). */
 async function check(what: string, fn: (t: td.Tensor[]) => td.Tensor[], gpu: WebGpuBackend | null = null): Promise<{ dispatches: number; withEpilogue: number; dropped: number }> {
-  gpu ??= await backend();
+  gpu ??= await webgpuBackend();
   const ref = await on(new CpuBackend(), fn);
   const before = gpu.stats();
   const got = await on(gpu, fn);
@@ -99,7 +90,7 @@ test("a norm read any other way is computed on its own first: broadcast, reducti
 });
 
 test("a norm released unused is never computed; an input released while the norm is pending stays intact", async () => {
-  const gpu = await backend();
+  const gpu = await webgpuBackend();
   td.setBackend(gpu);
   try {
     const before = gpu.stats();
