@@ -11,7 +11,7 @@ import type { AdamWArgs, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, Recordi
 import { describeAdapter, type GpuDeviceOptions } from "./device.ts";
 import { PendingFlips, type FlipStats } from "./flips.ts";
 import { PendingProducers, type ProducerStats } from "./producers.ts";
-import { FUSED_ELEMENTWISE_PARAM_BASE, readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
+import { readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
 import { ElementwiseFusion, type FusionStats } from "./fusion.ts";
 import { coalesce, WebGpuKernels, type GemmEpilogue, type GpuArray, type KernelStats, type WebGpuKernelsOptions } from "./kernels.ts";
 
@@ -83,17 +83,12 @@ export class WebGpuBackend implements Backend {
    * on its own, after the pending producers among its leaves.
    */
   private emitFused(program: FusedProgram<GpuArray>, out: GpuArray): void {
-    let taken = -1;
     for (const [k, leaf] of program.leaves.entries()) {
       if (!this.producers.isPending(leaf) || leaf.length !== out.length || !readsLeafAtI(program, k)) continue;
       // The others first: the producer's kernel reads them.
       for (const [j, other] of program.leaves.entries()) if (j !== k) this.producers.materialize(other);
-      if (this.producers.runWithEpilogue(leaf, program, k, out)) {
-        taken = k;
-        break;
-      }
+      if (this.producers.runWithEpilogue(leaf, program, k, out)) return;
     }
-    if (taken >= 0) return;
     for (const leaf of program.leaves) this.producers.materialize(leaf);
     this.kernels.fusedElementwise(program, out);
   }
@@ -123,7 +118,7 @@ export class WebGpuBackend implements Backend {
     if (this.fusion) this.fusion.release(data);
     else this.releaseForGood(data);
   }
-  /** No pending expression reads `data`: a pending norm of it is dropped; a norm's pending input waits for it. */
+  /** No pending expression reads `data`: a pending producer of it is dropped; a producer's pending input waits for it. */
   private releaseForGood(data: GpuArray): void {
     if (!this.producers.release(data)) this.kernels.release(data);
   }
@@ -316,12 +311,7 @@ export class WebGpuBackend implements Backend {
       this.producers.record(out, {
         inputs: [x, scale, bias],
         run: (o) => this.kernels.layerNorm(x, rows, cols, scale, bias, eps, o),
-        runWithEpilogue: (o, program, leaf, out2) => {
-          const buffers = 5 + program.leaves.length - 1;
-          if (!this.kernels.epilogueFits(program, leaf, o, out2, buffers, 64 - FUSED_ELEMENTWISE_PARAM_BASE)) return false;
-          this.kernels.layerNormFused(x, rows, cols, scale, bias, eps, o, program, leaf, out2);
-          return true;
-        },
+        runWithEpilogue: (o, program, leaf, out2) => this.kernels.layerNormFused(x, rows, cols, scale, bias, eps, o, program, leaf, out2),
       });
     } else {
       this.kernels.layerNorm(x, rows, cols, scale, bias, eps, out);

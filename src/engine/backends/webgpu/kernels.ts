@@ -682,19 +682,17 @@ export class WebGpuKernels {
   /**
    * layerNorm into `out`, and in the same kernel out2[i] = the fused expression (compiled at
    * FUSED_ELEMENTWISE_PARAM_BASE) whose leaf `leaf` is `out`, read at element i (readsLeafAtI); its other
-   * leaves are bound after the norm's buffers.
+   * leaves are bound after the norm's buffers. Returns false, doing nothing, when it does not fit (epilogueFits).
    */
   layerNormFused(x: GpuArray, rows: number, cols: number, scale: GpuArray, bias: GpuArray, eps: number, out: GpuArray,
-    program: FusedProgram<GpuArray>, leaf: number, out2: GpuArray, enc: Encoder = this.encoder()): void {
-    if (rows * cols === 0) return;
+    program: FusedProgram<GpuArray>, leaf: number, out2: GpuArray, enc: Encoder = this.encoder()): boolean {
     const others = program.leaves.filter((_, k) => k !== leaf);
-    if (!this.epilogueFits(program, leaf, out, out2, 5 + others.length, 64 - FUSED_ELEMENTWISE_PARAM_BASE)) {
-      throw new Error("webgpu layerNormFused: the expression must read the norm's output element by element, over its size, within the buffer limit");
-    }
+    if (rows * cols === 0 || !this.epilogueFits(program, leaf, out, out2, 5 + others.length, 64 - FUSED_ELEMENTWISE_PARAM_BASE)) return false;
     const params = [rows, cols, f32Bits(eps), 0, ...program.params];
     const source = () => layerNormSource({ declarations: fusedEpilogueDeclarations(program, leaf, "Out", 5), out2Binding: 5 + others.length });
     this.run(enc, `layerNorm+fused#${this.programId(program)}@${leaf}`, source, "main", params,
       [x.buffer, scale.buffer, bias.buffer, out.buffer, ...others.map((o) => o.buffer), out2.buffer], this.groups(rows));
+    return true;
   }
 
   /** The input gradient of layerNorm for the output cotangent g (Backend.layerNormGradX). */
