@@ -744,41 +744,43 @@ export class WebGpuKernels {
     const kLen = Math.ceil(Math.ceil(k / splits) / 16) * 16;
     splits = Math.ceil(k / kLen);
     if (batch * splits > this.maxGroups) throw new Error(`webgpu ${key}: batch ${batch} x ${splits} splits exceeds ${this.maxGroups} workgroups`);
-    if (epilogue) {
-      const { program, leaf, out2 } = epilogue;
-      const others = program.leaves.filter((_, i) => i !== leaf);
-      const paramWords = GEMM_EPILOGUE_PARAM_BASE - FUSED_ELEMENTWISE_PARAM_BASE;
-      // The product's kernel (unsplit) or the sum of its split-K partials (up to 32) carries the epilogue.
-      const buffers = (splits === 1 ? 4 : 3) + others.length;
-      if (splits > 32 || !this.epilogueFits(program, leaf, out, out2, buffers, paramWords)) return false;
-      const words = (own: number[]): number[] => {
-        const w = [...new Array<number>(FUSED_ELEMENTWISE_PARAM_BASE).fill(0), ...program.params];
-        while (w.length < GEMM_EPILOGUE_PARAM_BASE) w.push(0);
-        return [...w, ...own];
-      };
-      const otherBuffers = others.map((o) => o.buffer);
-      const id = `fused#${this.programId(program)}@${leaf}`;
-      if (splits === 1) {
-        const withEpilogue = () => gemmWithEpilogue(source, { declarations: fusedEpilogueDeclarations(program, leaf, "C", 4), out2Binding: 4 + others.length });
-        this.run(enc, `${key}+${id}`, withEpilogue, "main", words(params(kLen)), [a, b, out.buffer, ...otherBuffers, out2.buffer], [tilesN, tilesM, batch]);
-        return true;
-      }
-      const partial = this.temp("float32", splits * batch * m * n);
-      this.run(enc, key, () => source, "main", params(kLen), [a, b, partial.buffer], [tilesN, tilesM, batch * splits]);
-      const sum = () => splitKSumWithEpilogue({ declarations: fusedEpilogueDeclarations(program, leaf, "Out", 3), out2Binding: 3 + others.length });
-      this.run(enc, `splitKSum+${id}`, sum, "main", words([batch * m * n, splits]), [partial.buffer, out.buffer, ...otherBuffers, out2.buffer], this.grid(batch * m * n));
-      this.release(partial);
-      return true;
-    }
+    // With an epilogue, the product's kernel (unsplit) or the sum of its split-K partials (up to 32) carries it.
+    const fused = epilogue ? this.epilogueDispatch(epilogue, out, splits) : null;
+    if (epilogue && !fused) return false;
     if (splits === 1) {
-      this.run(enc, key, () => source, "main", params(kLen), [a, b, out.buffer], [tilesN, tilesM, batch]);
+      if (fused) {
+        const withEpilogue = () => gemmWithEpilogue(source, { declarations: fusedEpilogueDeclarations(fused.program, fused.leaf, "C", 4), out2Binding: 4 + fused.others.length });
+        this.run(enc, `${key}+${fused.id}`, withEpilogue, "main", fused.words(params(kLen)), [a, b, out.buffer, ...fused.others, fused.out2], [tilesN, tilesM, batch]);
+      } else {
+        this.run(enc, key, () => source, "main", params(kLen), [a, b, out.buffer], [tilesN, tilesM, batch]);
+      }
       return true;
     }
     const partial = this.temp("float32", splits * batch * m * n);
     this.run(enc, key, () => source, "main", params(kLen), [a, b, partial.buffer], [tilesN, tilesM, batch * splits]);
-    this.reduce("sum", partial, [splits, batch * m * n], [0], out, enc);
+    if (fused) {
+      const sum = () => splitKSumWithEpilogue({ declarations: fusedEpilogueDeclarations(fused.program, fused.leaf, "Out", 3), out2Binding: 3 + fused.others.length });
+      this.run(enc, `splitKSum+${fused.id}`, sum, "main", fused.words([batch * m * n, splits]), [partial.buffer, out.buffer, ...fused.others, fused.out2], this.grid(batch * m * n));
+    } else {
+      this.reduce("sum", partial, [splits, batch * m * n], [0], out, enc);
+    }
     this.release(partial);
     return true;
+  }
+
+  /** What a GEMM's epilogue dispatch needs (its other leaves' buffers, parameter words, key), or null if it does not fit. */
+  private epilogueDispatch(epilogue: GemmEpilogue, out: GpuArray, splits: number) {
+    const { program, leaf, out2 } = epilogue;
+    const others = program.leaves.filter((_, i) => i !== leaf).map((o) => o.buffer);
+    const buffers = (splits === 1 ? 4 : 3) + others.length;
+    if (splits > 32 || !this.epilogueFits(program, leaf, out, out2, buffers, GEMM_EPILOGUE_PARAM_BASE - FUSED_ELEMENTWISE_PARAM_BASE)) return null;
+    /** The expression's words from FUSED_ELEMENTWISE_PARAM_BASE, the kernel's own from GEMM_EPILOGUE_PARAM_BASE. */
+    const words = (own: number[]): number[] => {
+      const w = [...new Array<number>(FUSED_ELEMENTWISE_PARAM_BASE).fill(0), ...program.params];
+      while (w.length < GEMM_EPILOGUE_PARAM_BASE) w.push(0);
+      return [...w, ...own];
+    };
+    return { program, leaf, others, out2: out2.buffer, words, id: `fused#${this.programId(program)}@${leaf}` };
   }
 
   /**
