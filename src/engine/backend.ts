@@ -52,7 +52,8 @@ export interface ConvArgs {
 
 /**
  * Hyper-parameters of one fused AdamW update (optax's chain: clip by value, clip by global norm, Adam,
- * decoupled weight decay, scale by -lr), as plain numbers; kernels round each to the tensor dtype.
+ * decoupled weight decay, scale by -lr), as plain numbers; kernels round each to the tensor dtype. What
+ * changes from step to step (the norm, lr and bias corrections) comes in a tensor instead (Backend.adamw).
  */
 export interface AdamWArgs {
   /** Element-wise clip to [-elementClip, elementClip]; null = none. */
@@ -61,12 +62,8 @@ export interface AdamWArgs {
   maxNorm: number | null;
   b1: number;
   b2: number;
-  /** Bias corrections 1 - b1^t and 1 - b2^t (already in the dtype). */
-  bc1: number;
-  bc2: number;
   eps: number;
   weightDecay: number;
-  lr: number;
 }
 
 /** A replay's device copy: source, destination, the element in the source where the destination's values begin. */
@@ -156,9 +153,11 @@ export interface Backend {
    * One AdamW step of a parameter tensor, fused, in the exact order of the unfused ops (each result rounded to
    * the dtype): c = clip(g); c = norm < maxNorm ? c : c / norm * maxNorm; m' = (1-b1) c + b1 m;
    * v' = (1-b2) c^2 + b2 v; u = (m'/bc1) / (sqrt(v'/bc2) + eps) (+ wd p when wd != 0); p' = p - lr u.
-   * `norm` holds one element (the global gradient norm). Outputs do not alias inputs.
+   * `scalars` holds the step's [norm, lr, bc1, bc2] (the global gradient norm, the learning rate, the bias
+   * corrections 1 - b1^t and 1 - b2^t) in the dtype: device values, so a recorded step replays with new
+   * ones. Outputs do not alias inputs.
    */
-  adamw(p: Storage, g: Storage, m: Storage, v: Storage, norm: Storage, args: AdamWArgs, outP: Storage, outM: Storage, outV: Storage): void;
+  adamw(p: Storage, g: Storage, m: Storage, v: Storage, scalars: Storage, args: AdamWArgs, outP: Storage, outM: Storage, outV: Storage): void;
   /** Casts between dtypes (float -> int truncates toward zero). */
   cast(x: Storage, out: Storage): void;
   /**

@@ -81,6 +81,12 @@ export interface OptimizerStepOptions {
   lr?: number;
   /** Also count the gradient elements the element-wise clip hit (elementsClipped); off by default: it costs a pass. */
   countClipped?: boolean;
+  /**
+   * The update's [lr, bc1, bc2] as a tensor of 3 in the params' dtype (see optimizerSchedule), instead of
+   * the values for state.step: a recorded step (td.captureStep) takes them as an input and replays with the
+   * next step's. The result's `lr` is then still the host value for state.step (or options.lr).
+   */
+  schedule?: td.Tensor;
 }
 
 export interface OptimizerStepResult<P extends td.TensorTreeOf> {
@@ -131,6 +137,15 @@ function roundTo(dtype: td.DType, value: number): number {
 function biasCorrection(dtype: td.DType, decay: number, count: number): number {
   const d = roundTo(dtype, decay);
   return roundTo(dtype, 1 - roundTo(dtype, Math.pow(d, count)));
+}
+
+/**
+ * [lr, bc1, bc2] of the update that follows `step` updates, as optimizerStep uses them: lr(step) and the
+ * bias corrections 1 - b^(step + 1), each rounded to the dtype. `lr` replaces the schedule's value.
+ */
+export function optimizerSchedule(step: number, config: OptimizerConfig, dtype: "float32" | "float64", lr = lrAt(step, config.lr)): [number, number, number] {
+  const count = step + 1;
+  return [roundTo(dtype, lr), biasCorrection(dtype, config.b1, count), biasCorrection(dtype, config.b2, count)];
 }
 
 function leavesOf(tree: td.TensorTreeOf, what: string, names: readonly string[], like: Map<string, td.Tensor>): Map<string, td.Tensor> {
@@ -209,21 +224,25 @@ export function optimizerStep<P extends td.TensorTreeOf>(
 
     // Pass 2: the clips, Adam and weight decay, fused into one engine op per leaf (td.adamwUpdate: the same
     // float operations in the same order as the chain of elementwise ops, so bit-identical on the CPU; on a
-    // GPU it is three dispatches instead of about twenty per leaf).
+    // GPU it is one dispatch instead of about twenty per leaf). The step's values go in as one tensor.
     const count = state.step + 1;
-    const args: td.AdamWArgs = {
-      elementClip: elementwiseClip, maxNorm: globalNormClip, b1, b2,
-      bc1: biasCorrection(dtype, b1, count), bc2: biasCorrection(dtype, b2, count), eps, weightDecay, lr,
-    };
+    const given = options.schedule;
+    if (given && (given.size !== 3 || given.dtype !== dtype)) throw new Error(`optimizer: schedule must be 3 ${dtype} values [lr, bc1, bc2], got [${given.shape}] ${given.dtype}`);
+    const stepScalars = td.tidy(() => {
+      const schedule = given ?? td.tensor(optimizerSchedule(state.step, config, dtype, lr), [3], dtype);
+      return td.concat([td.reshape(gradNorm, [1]), td.reshape(schedule, [3])], 0);
+    });
+    const args: td.AdamWArgs = { elementClip: elementwiseClip, maxNorm: globalNormClip, b1, b2, eps, weightDecay };
     const newP = new Map<string, td.Tensor>();
     const newM = new Map<string, td.Tensor>();
     const newV = new Map<string, td.Tensor>();
     for (const name of names) {
-      const [p1, m1, v1] = td.adamwUpdate(flatP.get(name)!, flatG.get(name)!, flatM.get(name)!, flatV.get(name)!, gradNorm, args);
+      const [p1, m1, v1] = td.adamwUpdate(flatP.get(name)!, flatG.get(name)!, flatM.get(name)!, flatV.get(name)!, stepScalars, args);
       newP.set(name, p1);
       newM.set(name, m1);
       newV.set(name, v1);
     }
+    stepScalars.dispose();
     const pick = (from: Map<string, td.Tensor>) => td.mapTree(params, (_t, name) => from.get(name)!);
     return {
       params: pick(newP),

@@ -9,7 +9,9 @@ import { assertSame, disposeBackends, rng, wasmBackend } from "./helpers.ts";
 
 after(disposeBackends);
 const cpu = new CpuBackend();
-const BASE: AdamWArgs = { elementClip: 0.3, maxNorm: 0.5, b1: 0.9, b2: 0.999, bc1: 0.19, bc2: 0.001999, eps: 1e-8, weightDecay: 2e-5, lr: 3e-4 };
+const BASE: AdamWArgs = { elementClip: 0.3, maxNorm: 0.5, b1: 0.9, b2: 0.999, eps: 1e-8, weightDecay: 2e-5 };
+/** The step's [norm, lr, bc1, bc2] for a norm. */
+const scalars = (norm: number) => new Float32Array([norm, 3e-4, 0.19, 0.001999]);
 const CASES: [string, Partial<AdamWArgs>, number][] = [
   ["both clips, norm below", {}, 0.25], ["both clips, norm scales", {}, 1.7], ["NaN norm", {}, NaN],
   ["no clips", { elementClip: null, maxNorm: null }, 3], ["no weight decay", { weightDecay: 0 }, 0.9],
@@ -32,8 +34,8 @@ for (const threads of [1, 2]) {
         const args = { ...BASE, ...change };
         const outs = [0, 1, 2].map(() => wasm.alloc("float32", n) as Float32Array);
         const refs = [0, 1, 2].map(() => new Float32Array(n));
-        wasm.adamw(p, g, m, v, new Float32Array([norm]), args, outs[0]!, outs[1]!, outs[2]!);
-        cpu.adamw(p.slice(), g.slice(), m.slice(), v.slice(), new Float32Array([norm]), args, refs[0]!, refs[1]!, refs[2]!);
+        wasm.adamw(p, g, m, v, scalars(norm), args, outs[0]!, outs[1]!, outs[2]!);
+        cpu.adamw(p.slice(), g.slice(), m.slice(), v.slice(), scalars(norm), args, refs[0]!, refs[1]!, refs[2]!);
         ["p", "m", "v"].forEach((name, k) => assertSame(outs[k]!, refs[k]!, `n ${n}, ${what}: ${name}`));
         for (const o of outs) wasm.release(o);
       }

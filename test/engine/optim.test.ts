@@ -6,17 +6,21 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as td from "../../src/engine/index.ts";
 
+/** The step's values (the fused op takes them as a tensor [norm, lr, bc1, bc2]). */
+const STEP = { lr: 3e-4, bc1: 0.19, bc2: 0.001999 };
+const scalars = (norm: number, dtype: td.DType = "float32") => td.tensor([norm, STEP.lr, STEP.bc1, STEP.bc2], [4], dtype);
+
 function chain(p: td.Tensor, g: td.Tensor, m0: td.Tensor, v0: td.Tensor, norm: td.Tensor, a: td.AdamWArgs): td.Tensor[] {
   let c = a.elementClip === null ? g : td.clip(g, -a.elementClip, a.elementClip);
   if (a.maxNorm !== null) c = td.where(td.less(norm, a.maxNorm), c, td.mul(td.div(c, norm), a.maxNorm));
   const m = td.add(td.mul(1 - a.b1, c), td.mul(a.b1, m0));
   const v = td.add(td.mul(1 - a.b2, td.square(c)), td.mul(a.b2, v0));
-  const direction = td.div(td.div(m, a.bc1), td.add(td.sqrt(td.div(v, a.bc2)), a.eps));
+  const direction = td.div(td.div(m, STEP.bc1), td.add(td.sqrt(td.div(v, STEP.bc2)), a.eps));
   const update = a.weightDecay === 0 ? direction : td.add(direction, td.mul(a.weightDecay, p));
-  return [td.sub(p, td.mul(a.lr, update)), m, v];
+  return [td.sub(p, td.mul(STEP.lr, update)), m, v];
 }
 
-const BASE: td.AdamWArgs = { elementClip: 0.3, maxNorm: 0.5, b1: 0.9, b2: 0.999, bc1: 0.19, bc2: 0.001999, eps: 1e-8, weightDecay: 2e-5, lr: 3e-4 };
+const BASE: td.AdamWArgs = { elementClip: 0.3, maxNorm: 0.5, b1: 0.9, b2: 0.999, eps: 1e-8, weightDecay: 2e-5 };
 
 for (const dtype of ["float32", "float64"] as const) {
   test(`adamwUpdate equals the elementwise chain exactly (${dtype})`, () => {
@@ -36,7 +40,7 @@ for (const dtype of ["float32", "float64"] as const) {
     for (const [what, change, normValue] of cases) {
       const args = { ...BASE, ...change };
       const norm = td.scalar(normValue, dtype);
-      const fused = td.adamwUpdate(p, g, m, v, norm, args);
+      const fused = td.adamwUpdate(p, g, m, v, scalars(normValue, dtype), args);
       const unfused = chain(p, g, m, v, norm, args);
       ["p", "m", "v"].forEach((name, i) => {
         const a = fused[i]!.toArray(), b = unfused[i]!.toArray();
@@ -47,14 +51,15 @@ for (const dtype of ["float32", "float64"] as const) {
 }
 
 test("adamwUpdate: a NaN gradient element stays NaN through the clip, as td.clip and jnp.clip", () => {
-  const [p, m, v] = td.adamwUpdate(td.tensor([1, 1]), td.tensor([NaN, 5]), td.zeros([2]), td.zeros([2]), td.scalar(0.1), { ...BASE, maxNorm: null });
+  const [p, m, v] = td.adamwUpdate(td.tensor([1, 1]), td.tensor([NaN, 5]), td.zeros([2]), td.zeros([2]), scalars(0.1), { ...BASE, maxNorm: null });
   assert.ok(Number.isNaN(p.toArray()[0]!) && Number.isNaN(m.toArray()[0]!) && Number.isNaN(v.toArray()[0]!));
   assert.equal(m.toArray()[1], Math.fround(Math.fround(1 - 0.9) * Math.fround(0.3))); // 5 clipped to 0.3
 });
 
-test("adamwUpdate: mismatched shapes, dtypes and a bad norm are refused with the names", () => {
+test("adamwUpdate: mismatched shapes, dtypes and bad step values are refused with the names", () => {
   const p = td.zeros([2, 3]);
-  assert.throws(() => td.adamwUpdate(p, td.zeros([3, 2]), p, p, td.scalar(1), BASE), /adamwUpdate: g is \[3,2\] float32, the parameter \[2,3\] float32/);
-  assert.throws(() => td.adamwUpdate(p, p, td.zeros([2, 3], "float64"), p, td.scalar(1), BASE), /m is \[2,3\] float64/);
-  assert.throws(() => td.adamwUpdate(p, p, p, p, td.zeros([2]), BASE), /gradNorm must be one float32 value, got \[2\]/);
+  assert.throws(() => td.adamwUpdate(p, td.zeros([3, 2]), p, p, scalars(1), BASE), /adamwUpdate: g is \[3,2\] float32, the parameter \[2,3\] float32/);
+  assert.throws(() => td.adamwUpdate(p, p, td.zeros([2, 3], "float64"), p, scalars(1), BASE), /m is \[2,3\] float64/);
+  assert.throws(() => td.adamwUpdate(p, p, p, p, td.zeros([2]), BASE), /stepScalars must be 4 float32 values \[norm, lr, bc1, bc2\], got \[2\]/);
+  assert.throws(() => td.adamwUpdate(p, p, p, p, scalars(1, "float64"), BASE), /stepScalars must be 4 float32 values .*float64/);
 });

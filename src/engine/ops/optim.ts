@@ -8,20 +8,23 @@ export type { AdamWArgs } from "../backend.ts";
 
 /**
  * One AdamW step of parameter p with gradient g and moments m, v (same shape and float dtype), given the
- * global gradient norm as a one-element tensor: returns the new [p, m, v]. Not differentiable (no gradient
- * is recorded): it is an update, run under noGrad by optimizers.
+ * step's values as a 4-element tensor in p's dtype, [global gradient norm, lr, 1 - b1^t, 1 - b2^t] (a tensor,
+ * so that nothing is read back and a recorded step replays with the next step's values): returns the new
+ * [p, m, v]. Not differentiable (no gradient is recorded): it is an update, run under noGrad by optimizers.
  */
-export function adamwUpdate(p: Tensor, g: Tensor, m: Tensor, v: Tensor, gradNorm: Tensor, args: AdamWArgs): [Tensor, Tensor, Tensor] {
+export function adamwUpdate(p: Tensor, g: Tensor, m: Tensor, v: Tensor, stepScalars: Tensor, args: AdamWArgs): [Tensor, Tensor, Tensor] {
   for (const [name, t] of [["g", g], ["m", m], ["v", v]] as const) {
     if (t.dtype !== p.dtype || t.size !== p.size || t.rank !== p.rank || t.shape.some((d, i) => d !== p.shape[i])) {
       throw new Error(`adamwUpdate: ${name} is ${shapeString(t.shape)} ${t.dtype}, the parameter ${shapeString(p.shape)} ${p.dtype}`);
     }
   }
   if (p.dtype === "int32") throw new Error("adamwUpdate: parameters must be float32 or float64");
-  if (gradNorm.size !== 1 || gradNorm.dtype !== p.dtype) throw new Error(`adamwUpdate: gradNorm must be one ${p.dtype} value, got ${shapeString(gradNorm.shape)} ${gradNorm.dtype}`);
+  if (stepScalars.size !== 4 || stepScalars.dtype !== p.dtype) {
+    throw new Error(`adamwUpdate: stepScalars must be 4 ${p.dtype} values [norm, lr, bc1, bc2], got ${shapeString(stepScalars.shape)} ${stepScalars.dtype}`);
+  }
   const outP = emptyTensor(p.shape, p.dtype, "adamwUpdate.p");
   const outM = emptyTensor(p.shape, p.dtype, "adamwUpdate.m");
   const outV = emptyTensor(p.shape, p.dtype, "adamwUpdate.v");
-  getBackend().adamw(p.storage, g.storage, m.storage, v.storage, gradNorm.storage, args, outP.storage, outM.storage, outV.storage);
+  getBackend().adamw(p.storage, g.storage, m.storage, v.storage, stepScalars.storage, args, outP.storage, outM.storage, outV.storage);
   return [outP, outM, outV];
 }

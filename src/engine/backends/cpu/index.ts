@@ -86,8 +86,8 @@ export class CpuBackend implements Backend {
   upsampleNearestGrad(g: TypedArray, shape: Shape, height: number, width: number, out: TypedArray): void {
     this.scatterAdd(g, upsampleIndex(shape, height, width), out);
   }
-  adamw(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, norm: TypedArray, args: AdamWArgs, outP: TypedArray, outM: TypedArray, outV: TypedArray): void {
-    adamw(p, g, m, v, norm, args, outP, outM, outV);
+  adamw(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, scalars: TypedArray, args: AdamWArgs, outP: TypedArray, outM: TypedArray, outV: TypedArray): void {
+    adamw(p, g, m, v, scalars, args, outP, outM, outV);
   }
   randomNormal(key: TypedArray, out: TypedArray): void {
     if (!(key instanceof Int32Array) || key.length !== 2) throw new Error("randomNormal: the key is int32 [2]");

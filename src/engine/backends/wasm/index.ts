@@ -408,19 +408,19 @@ export class WasmBackend extends CpuBackend {
     this.launchElementwise(KIND_UNARY, n, UNARY_COST[op] ?? 1);
   }
 
-  override adamw(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, norm: TypedArray, a: AdamWArgs, outP: TypedArray, outM: TypedArray, outV: TypedArray): void {
-    if (!(p instanceof Float32Array) || !this.inHeap(p, g, m, v, outP, outM, outV)) return super.adamw(p, g, m, v, norm, a, outP, outM, outV);
+  override adamw(p: TypedArray, g: TypedArray, m: TypedArray, v: TypedArray, scalars: TypedArray, a: AdamWArgs, outP: TypedArray, outM: TypedArray, outV: TypedArray): void {
+    if (!(p instanceof Float32Array) || !this.inHeap(p, g, m, v, outP, outM, outV)) return super.adamw(p, g, m, v, scalars, a, outP, outM, outV);
     const n = p.length;
     if (n === 0) return;
     const j = this.job;
     j[ADAM.P] = p.byteOffset; j[ADAM.G] = g.byteOffset; j[ADAM.M] = m.byteOffset; j[ADAM.V] = v.byteOffset;
     j[ADAM.OUT_P] = outP.byteOffset; j[ADAM.OUT_M] = outM.byteOffset; j[ADAM.OUT_V] = outV.byteOffset;
-    const normValue = norm[0]!;
+    const [normValue, lr, bc1, bc2] = [scalars[0]!, scalars[1]!, scalars[2]!, scalars[3]!];
     const maxNorm = Math.fround(a.maxNorm ?? 0);
     const scale = a.maxNorm !== null && !(normValue < maxNorm); // a NaN norm scales, as the reference
     j[ADAM.FLAGS] = (a.elementClip !== null ? 1 : 0) | (scale ? 2 : 0) | (a.weightDecay !== 0 ? 4 : 0);
     // The float32 constants, computed in double and rounded as the reference's (Float32Array stores round).
-    const constants = [-(a.elementClip ?? 0), a.elementClip ?? 0, normValue, maxNorm, 1 - a.b1, a.b1, 1 - a.b2, a.b2, a.bc1, a.bc2, a.eps, a.weightDecay, a.lr];
+    const constants = [-(a.elementClip ?? 0), a.elementClip ?? 0, normValue, maxNorm, 1 - a.b1, a.b1, 1 - a.b2, a.b2, bc1, bc2, a.eps, a.weightDecay, lr];
     this.jobF32.set(constants, ADAM.CONST);
     this.launchElementwise(KIND_ADAMW, n, 4);
   }

@@ -333,9 +333,9 @@ export class WebGpuBackend implements Backend {
     this.kernels.upsampleNearestGrad(g, shape, height, width, out);
     this.recorded();
   }
-  adamw(p: GpuArray, g: GpuArray, m: GpuArray, v: GpuArray, norm: GpuArray, args: AdamWArgs, outP: GpuArray, outM: GpuArray, outV: GpuArray): void {
-    this.ready(p, g, m, v, norm, outP, outM, outV);
-    this.kernels.adamw(p, g, m, v, norm, args, outP, outM, outV);
+  adamw(p: GpuArray, g: GpuArray, m: GpuArray, v: GpuArray, scalars: GpuArray, args: AdamWArgs, outP: GpuArray, outM: GpuArray, outV: GpuArray): void {
+    this.ready(p, g, m, v, scalars, outP, outM, outV);
+    this.kernels.adamw(p, g, m, v, scalars, args, outP, outM, outV);
     this.recorded();
   }
   randomNormal(key: GpuArray, out: GpuArray): void {

@@ -17,7 +17,7 @@ import { binarySource, selectSource, unarySource } from "./shaders/elementwise.t
 import { CONV2D, CONV2D_KERNEL_GRAD, GEMM_EPILOGUE_PARAM_BASE, MATMUL, gemmWithEpilogue, splitKSumWithEpilogue } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
 import { LAYER_NORM, LAYER_NORM_GRAD_X, layerNormSource } from "./shaders/norm.ts";
-import { ADAMW, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
+import { ADAMW, ADAMW_DIRECTION, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
 import { REDUCE_PARAM_BASE, cumulativeSource, reduceSource } from "./shaders/reduce.ts";
 import { Recording } from "./recording.ts";
 import { FUSED_ELEMENTWISE_PARAM_BASE, fusedElementwiseSource, fusedEpilogueDeclarations, readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
@@ -704,25 +704,29 @@ export class WebGpuKernels {
   // ---- products -----------------------------------------------------------------------------------
 
   /** How many K splits for a product with `tiles` 64x64 output tiles. */
-  /** The fused AdamW update (Backend.adamw): one dispatch, or three (m, v, then p) under 8 storage buffers. */
-  adamw(p: GpuArray, g: GpuArray, m: GpuArray, v: GpuArray, norm: GpuArray, a: AdamWArgs, outP: GpuArray, outM: GpuArray, outV: GpuArray, enc: Encoder = this.encoder()): void {
+  /**
+   * The fused AdamW update (Backend.adamw): one dispatch, or, under 8 storage buffers, four of at most four
+   * (m, v, the update direction into outP, then p from it in place). The step's [norm, lr, bc1, bc2] are read
+   * from `scalars` on the device.
+   */
+  adamw(p: GpuArray, g: GpuArray, m: GpuArray, v: GpuArray, scalars: GpuArray, a: AdamWArgs, outP: GpuArray, outM: GpuArray, outV: GpuArray, enc: Encoder = this.encoder()): void {
     if (p.dtype !== "float32") throw new Error("webgpu adamw: float32 parameters only");
     const n = p.length;
     if (n === 0) return;
     const clip = a.elementClip ?? 0;
     const params = [
       n, a.elementClip === null ? 0 : 1, f32Bits(-clip), f32Bits(clip), a.maxNorm === null ? 0 : 1, f32Bits(a.maxNorm ?? 0),
-      f32Bits(1 - a.b1), f32Bits(a.b1), f32Bits(1 - a.b2), f32Bits(a.b2), f32Bits(a.bc1), f32Bits(a.bc2),
-      f32Bits(a.eps), a.weightDecay === 0 ? 0 : 1, f32Bits(a.weightDecay), f32Bits(a.lr),
+      f32Bits(1 - a.b1), f32Bits(a.b1), f32Bits(1 - a.b2), f32Bits(a.b2), f32Bits(a.eps), a.weightDecay === 0 ? 0 : 1, f32Bits(a.weightDecay),
     ];
     const grid = this.grid(n);
     if (this.maxStorageBuffers >= 8) {
-      this.run(enc, "adamw", () => ADAMW, "main", params, [g.buffer, m.buffer, v.buffer, norm.buffer, p.buffer, outM.buffer, outV.buffer, outP.buffer], grid);
+      this.run(enc, "adamw", () => ADAMW, "main", params, [g.buffer, m.buffer, v.buffer, scalars.buffer, p.buffer, outM.buffer, outV.buffer, outP.buffer], grid);
       return;
     }
-    this.run(enc, "adamwM", () => ADAMW_M, "main", params, [g.buffer, m.buffer, norm.buffer, outM.buffer], grid);
-    this.run(enc, "adamwV", () => ADAMW_V, "main", params, [g.buffer, v.buffer, norm.buffer, outV.buffer], grid);
-    this.run(enc, "adamwP", () => ADAMW_P, "main", params, [p.buffer, outM.buffer, outV.buffer, outP.buffer], grid);
+    this.run(enc, "adamwM", () => ADAMW_M, "main", params, [g.buffer, m.buffer, scalars.buffer, outM.buffer], grid);
+    this.run(enc, "adamwV", () => ADAMW_V, "main", params, [g.buffer, v.buffer, scalars.buffer, outV.buffer], grid);
+    this.run(enc, "adamwDirection", () => ADAMW_DIRECTION, "main", params, [outM.buffer, outV.buffer, scalars.buffer, outP.buffer], grid);
+    this.run(enc, "adamwP", () => ADAMW_P, "main", params, [p.buffer, scalars.buffer, outP.buffer], grid);
   }
 
   private splitsFor(tiles: number, k: number): number {

@@ -1,11 +1,12 @@
 // WGSL of the fused AdamW update (Backend.adamw): one kernel (ADAMW, eight storage buffers) where the device
-// allows that many per stage, else three kernels of at most four (WebGPU's compatibility mode allows four):
-// the first moment, the second moment, then the parameter from the new moments. Every float operation is
-// the unfused op chain's, in its order, in both forms.
+// allows that many per stage, else four kernels of at most four (WebGPU's compatibility mode allows four):
+// the first moment, the second moment, the update direction from the new moments, then the parameter. Every
+// float operation is the unfused op chain's, in its order, in both forms.
 //
 // Parameters: P(0) = n, P(1) = element clip on (0/1), Pf(2) = -clip, Pf(3) = clip, P(4) = norm clip on,
-// Pf(5) = max norm, Pf(6) = 1 - b1, Pf(7) = b1, Pf(8) = 1 - b2, Pf(9) = b2, Pf(10) = bc1, Pf(11) = bc2,
-// Pf(12) = eps, P(13) = weight decay on, Pf(14) = weight decay, Pf(15) = lr.
+// Pf(5) = max norm, Pf(6) = 1 - b1, Pf(7) = b1, Pf(8) = 1 - b2, Pf(9) = b2, Pf(10) = eps,
+// P(11) = weight decay on, Pf(12) = weight decay. The step's values are a buffer (a replayed step rewrites
+// it): SCALARS = [norm, lr, bc1, bc2].
 import { COMMON } from "./common.ts";
 
 const CLIPPED = /* wgsl */ `
@@ -18,21 +19,22 @@ fn clipped(g: f32) -> f32 {
     c = select(Pf(3), c, isNanF32(c) || c <= Pf(3));
   }
   if (P(4) == 1u) {
-    let norm = NORM[0];
+    let norm = SCALARS[0];
     if (isNanF32(norm) || !(norm < Pf(5))) { c = (c / norm) * Pf(5); }
   }
   return c;
 }
 `;
 
-// The update's steps, shared by both forms (so they round identically).
+// The update's steps, shared by every form (so they round identically).
 const STEPS = /* wgsl */ `
 fn newM(c: f32, m: f32) -> f32 { return Pf(6) * c + Pf(7) * m; }
 fn newV(c: f32, v: f32) -> f32 { return Pf(8) * (c * c) + Pf(9) * v; }
-fn newP(p: f32, m: f32, v: f32) -> f32 {
-  var update = (m / Pf(10)) / (sqrt(v / Pf(11)) + Pf(12));
-  if (P(13) == 1u) { update = update + Pf(14) * p; }
-  return p - Pf(15) * update;
+fn direction(m: f32, v: f32) -> f32 { return (m / SCALARS[2]) / (sqrt(v / SCALARS[3]) + Pf(10)); }
+fn finishP(p: f32, d: f32) -> f32 {
+  var update = d;
+  if (P(11) == 1u) { update = update + Pf(12) * p; }
+  return p - SCALARS[1] * update;
 }
 `;
 
@@ -42,7 +44,7 @@ function updateKernel(inputs: readonly string[], outputs: readonly string[], bod
     `@group(0) @binding(${k + 1}) var<storage, ${k < inputs.length ? "read" : "read_write"}> ${name}: array<f32>;`);
   return /* wgsl */ `${COMMON}
 ${bindings.join("\n")}
-${inputs.includes("NORM") ? CLIPPED : ""}${STEPS}
+${CLIPPED}${STEPS}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = flatId(wid, nwg, lid);
@@ -52,18 +54,20 @@ ${body}
 `;
 }
 
-/** The whole update in one kernel: G, M, V, NORM, PARAM in; M', V', P' out (bindings 1..8). */
-export const ADAMW = updateKernel(["G", "M", "V", "NORM", "PARAM"], ["OUT_M", "OUT_V", "OUT_P"], `
+/** The whole update in one kernel: G, M, V, SCALARS, PARAM in; M', V', P' out (bindings 1..8). */
+export const ADAMW = updateKernel(["G", "M", "V", "SCALARS", "PARAM"], ["OUT_M", "OUT_V", "OUT_P"], `
   let c = clipped(G[i]);
   let m = newM(c, M[i]);
   let v = newV(c, V[i]);
   OUT_M[i] = m;
   OUT_V[i] = v;
-  OUT_P[i] = newP(PARAM[i], m, v);`);
+  OUT_P[i] = finishP(PARAM[i], direction(m, v));`);
 
-/** m' = (1 - b1) c + b1 m. Bindings: G, M, NORM, OUT. */
-export const ADAMW_M = updateKernel(["G", "M", "NORM"], ["OUT"], "  OUT[i] = newM(clipped(G[i]), M[i]);");
-/** v' = (1 - b2) c^2 + b2 v. Bindings: G, V, NORM, OUT. */
-export const ADAMW_V = updateKernel(["G", "V", "NORM"], ["OUT"], "  OUT[i] = newV(clipped(G[i]), V[i]);");
-/** p' = p - lr ((m/bc1) / (sqrt(v/bc2) + eps) + wd p) from the new moments. Bindings: PARAM, M, V, OUT. */
-export const ADAMW_P = updateKernel(["PARAM", "M", "V"], ["OUT"], "  OUT[i] = newP(PARAM[i], M[i], V[i]);");
+/** m' = (1 - b1) c + b1 m. Bindings: G, M, SCALARS, OUT. */
+export const ADAMW_M = updateKernel(["G", "M", "SCALARS"], ["OUT"], "  OUT[i] = newM(clipped(G[i]), M[i]);");
+/** v' = (1 - b2) c^2 + b2 v. Bindings: G, V, SCALARS, OUT. */
+export const ADAMW_V = updateKernel(["G", "V", "SCALARS"], ["OUT"], "  OUT[i] = newV(clipped(G[i]), V[i]);");
+/** d = (m'/bc1) / (sqrt(v'/bc2) + eps) from the new moments, into p's output. Bindings: M, V, SCALARS, OUT. */
+export const ADAMW_DIRECTION = updateKernel(["M", "V", "SCALARS"], ["OUT"], "  OUT[i] = direction(M[i], V[i]);");
+/** p' = p - lr (d + wd p), d read from the output it replaces. Bindings: PARAM, SCALARS, OUT. */
+export const ADAMW_P = updateKernel(["PARAM", "SCALARS"], ["OUT"], "  OUT[i] = finishP(PARAM[i], OUT[i]);");
