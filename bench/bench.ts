@@ -1,5 +1,5 @@
-// `npm run bench`: seconds per full training step (tutorial loss with the gradient penalty, AdamW,
-// batch 172) at features 16/32/64, U-Net forward at batch 9 and 1000, GEMM GFLOP/s at 1024^3, and
+// `npm run bench`: seconds per full training step of the trainer (tutorial loss with the gradient penalty,
+// AdamW, batch 172; on webgpu replayed and through the frontend) at features 16/32/64, U-Net forward at batch 9 and 1000, GEMM GFLOP/s at 1024^3, and
 // (by default on webgpu only) DDPM sampling of B images x K steps.
 // Flags: --backend auto|cpu|wasm|webgpu  --features 16[,32,...]  --steps N (timed steps per size, default 3)
 //        --warmup N (untimed steps first; default 1, on webgpu 20: until then a step still creates ~1,100 GPU
@@ -16,8 +16,9 @@ import { initUNet, unetForward, type Timesteps, type UNetParams } from "../src/n
 import { makeSchedule, TUTORIAL_TRAIN_SCHEDULE } from "../src/diffusion/schedules.ts";
 import { DDPM_SAMPLER } from "../src/diffusion/samplers.ts";
 import { sample } from "../src/diffusion/sample.ts";
-import { diffusionLoss } from "../src/train/loss.ts";
-import { initOptimizerState, optimizerStep, TUTORIAL_OPTIMIZER, type OptimizerState } from "../src/train/optimizer.ts";
+import { loadDigitsSplit } from "../src/data/digits-node.ts";
+import { TUTORIAL_PRESET } from "../src/train/config.ts";
+import { disposeRun, newRun, startTrainStep, type StepReport } from "../src/train/trainer.ts";
 
 function flag(name: string): string | undefined {
   const i = process.argv.indexOf(`--${name}`);
@@ -29,6 +30,7 @@ const backendChoice = (flag("backend") ?? "auto") as BackendChoice;
 const featureList = (flag("features") ?? "16,32,64").split(",").map(Number);
 const timedSteps = Number(flag("steps") ?? 3);
 const BATCH = 172;
+const digitOne = loadDigitsSplit(1).train;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -45,47 +47,27 @@ let dispatchesPerStep: number | null = null;
 let recordSecondsPerStep: number[] = [];
 
 /**
- * Seconds per training step, two ways: awaited (record, run, read the loss, then the next step) and
- * pipelined (the next step recorded before the previous loss is read, as `train` runs: a device computes
- * step k while the host records k + 1; the same on host backends).
+ * Seconds per training step of the trainer (src/train/trainer.ts) on the tutorial's setting (digit 1: 172
+ * images, full batch, penalty on, progressive timesteps), two ways: awaited (record, run, read the loss, then
+ * the next step) and pipelined (two steps in flight, as `train` runs: a device computes step k while the host
+ * records k + 1; the same on host backends). `replay`: on a recording backend, steps after the first replay
+ * a captured one (the trainer's default); false sends every step through the frontend.
  */
-async function trainStepSeconds(features: number): Promise<{ awaited: number; pipelined: number }> {
-  const schedule = makeSchedule(TUTORIAL_TRAIN_SCHEDULE);
-  let params: UNetParams = td.keep(initUNet({ inChannels: 1, outChannels: 1, features, timeEmbDim: 128 }, td.random.key(1)));
-  let state: OptimizerState = td.keep(initOptimizerState(params));
-  const images = td.keep(td.random.uniform(td.random.key(2), [BATCH, 8, 8, 1]));
-  const model = (p: UNetParams, x: td.Tensor, t: Int32Array) => unetForward(p, x, t);
-  /** Records step i and submits it; returns its loss (being read). */
-  const record = (i: number): Promise<number> => {
-    const next = td.tidy(() => {
-      const noise = td.random.normal(td.random.key(10 + i), [BATCH, 8, 8, 1]);
-      const t = td.random.choice(td.random.key(100 + i), 1000, BATCH);
-      // As the trainer: an inner scope frees the activations before the optimizer runs.
-      const { value, grads } = td.tidy(() => td.valueAndGrad((p: UNetParams) => diffusionLoss(model, p, {
-        images, t, noise, sqrtAlphaCumulative: schedule.sqrtAlphaCumulative, sqrtOneMinusAlphaCumulative: schedule.sqrtOneMinusAlphaCumulative,
-      }, { penaltyWeight: 0.02 }).total)(params));
-      const update = optimizerStep(params, grads, state, TUTORIAL_OPTIMIZER);
-      return { params: update.params, state: update.state, loss: value };
-    });
-    td.dispose([params, state]);
-    params = td.keep(next.params);
-    state = td.keep(next.state);
-    td.getBackend().flush();
-    const loss = next.loss.readItem();
-    next.loss.dispose();
-    return loss.then((v) => {
-      if (!Number.isFinite(v)) throw new Error(`bench: the loss is ${v}`);
-      return v;
-    });
+async function trainStepSeconds(features: number, replay: boolean): Promise<{ awaited: number; pipelined: number }> {
+  const run = newRun({ ...TUTORIAL_PRESET, model: { ...TUTORIAL_PRESET.model, features } });
+  if (digitOne.count !== BATCH) throw new Error(`bench: digit 1 has ${digitOne.count} training images, expected ${BATCH}`);
+  const checked = (report: StepReport): StepReport => {
+    if (!Number.isFinite(report.loss)) throw new Error(`bench: the loss is ${report.loss}`);
+    return report;
   };
   const times: number[] = [];
   const warmup = Number(flag("warmup") ?? (td.getBackend().name === "webgpu" ? 20 : 1));
   for (let i = 0; i < warmup + timedSteps; i++) {
     const started = performance.now();
     const before = kernelCounts();
-    const loss = record(i);
+    const report = startTrainStep(run, digitOne, { replay });
     const recorded = performance.now();
-    await loss;
+    checked(await report);
     const after = kernelCounts();
     if (before && after) dispatchesPerStep = after.dispatches - before.dispatches;
     if (i < warmup) continue;
@@ -94,16 +76,16 @@ async function trainStepSeconds(features: number): Promise<{ awaited: number; pi
   }
   // Pipelined: at most two steps in flight; timed from the first submit to the last loss.
   const started = performance.now();
-  let inFlight: Promise<number> | null = null;
+  let inFlight: Promise<StepReport> | null = null;
   const pipelinedSteps = Math.max(2, timedSteps);
   for (let i = 0; i < pipelinedSteps; i++) {
-    const next = record(1000 + i);
-    if (inFlight) await inFlight;
+    const next = startTrainStep(run, digitOne, { replay });
+    if (inFlight) checked(await inFlight);
     inFlight = next;
   }
-  await inFlight;
+  checked(await inFlight!);
   const pipelined = (performance.now() - started) / 1000 / pipelinedSteps;
-  td.dispose([params, state, images]);
+  disposeRun(run);
   return { awaited: median(times), pipelined };
 }
 
@@ -171,19 +153,30 @@ const result: Record<string, unknown> = { backend: active.name, threads, cpu: cp
 const rows: [string, string][] = [];
 const trainSteps: Record<string, number> = {};
 const pipelinedSteps: Record<string, number> = {};
+const eagerSteps: Record<string, number> = {};
 for (const f of featureList) {
-  const seconds = await trainStepSeconds(f);
+  const seconds = await trainStepSeconds(f, true);
   trainSteps[String(f)] = Number(seconds.awaited.toFixed(4));
   pipelinedSteps[String(f)] = Number(seconds.pipelined.toFixed(4));
   rows.push([`train step, features ${f}, batch ${BATCH}, penalty on (s)`, trainSteps[String(f)]!.toFixed(3)]);
   rows.push([`  the same, two steps in flight as \`train\` runs (s per step)`, pipelinedSteps[String(f)]!.toFixed(3)]);
   if (dispatchesPerStep !== null) {
     rows.push([`  GPU dispatches per step, features ${f}`, String(dispatchesPerStep)]);
-    rows.push([`  host time recording the step, features ${f} (s)`, median(recordSecondsPerStep).toFixed(4)]);
+    rows.push([`  host time recording${td.canCapture() ? " (replaying)" : ""} the step, features ${f} (s)`, median(recordSecondsPerStep).toFixed(4)]);
     result[`record_s_f${f}`] = Number(median(recordSecondsPerStep).toFixed(4));
   }
   recordSecondsPerStep = [];
+  if (td.canCapture()) {
+    // The same with every step through the frontend (what replay saves).
+    const eager = await trainStepSeconds(f, false);
+    eagerSteps[String(f)] = Number(eager.awaited.toFixed(4));
+    rows.push([`  the same, every step through the frontend (no replay), awaited / in flight (s)`, `${eager.awaited.toFixed(3)} / ${eager.pipelined.toFixed(3)}`]);
+    rows.push([`  host time recording the step without replay (s)`, median(recordSecondsPerStep).toFixed(4)]);
+    result[`record_eager_s_f${f}`] = Number(median(recordSecondsPerStep).toFixed(4));
+    recordSecondsPerStep = [];
+  }
 }
+if (Object.keys(eagerSteps).length) result.train_step_eager_s = eagerSteps;
 result.train_step_s = trainSteps;
 result.train_step_pipelined_s = pipelinedSteps;
 if (dispatchesPerStep !== null) result.dispatches_per_step = dispatchesPerStep;

@@ -55,12 +55,15 @@ export function initUNet(config: UNetConfig, key: td.random.RandomKey, dtype: td
     final_norm: initLayerNorm(f, dtype),
     final_conv: initConv(k(), 3, f, cout, dtype),
   };
-  if (config.numClasses) params.class_embedding = { table: td.mul(td.random.normal(k(), [config.numClasses, e], dtype), 0.02) };
+  if (config.numClasses) params.class_embedding = { table: td.tidy(() => td.mul(td.random.normal(k(), [config.numClasses!, e], dtype), 0.02)) };
   return params;
 }
 
-/** Timesteps: host numbers, or an int32 tensor [B] (values on the device, e.g. a captured sampler step's input). */
-export type Timesteps = ArrayLike<number> | td.Tensor;
+/**
+ * Timesteps: host numbers, an int32 tensor [B] (values on the device, e.g. a captured sampler step's input),
+ * or their embedding already made ([B, dim], timestepEmbeddingValues: a captured training step's input).
+ */
+export type Timesteps = ArrayLike<number> | td.Tensor | { readonly embedding: td.Tensor };
 
 /**
  * Sinusoidal embedding [sin(t f), cos(t f)], f = exp(-i log(10000)/(half-1)). In float32 every
@@ -68,15 +71,32 @@ export type Timesteps = ArrayLike<number> | td.Tensor;
  * From a tensor t the same products are formed by the backend (t is exact in float32), and sin/cos there.
  */
 export function timestepEmbedding(t: Timesteps, dim: number, dtype: td.DType): td.Tensor {
+  if ("embedding" in t) {
+    const e = t.embedding;
+    if (e.rank !== 2 || e.shape[1] !== dim || e.dtype !== dtype) throw new Error(`timestep embedding must be ${dtype} [B,${dim}], got ${e.dtype} [${e.shape.join(",")}]`);
+    return e;
+  }
+  if (t instanceof td.Tensor) {
+    const freqs = embeddingFrequencies(dim, dtype);
+    if (t.dtype !== "int32" || t.rank !== 1) throw new Error(`timesteps tensor must be int32 [B], got ${t.dtype} [${t.shape.join(",")}]`);
+    const angles = td.mul(td.reshape(td.cast(t, dtype), [t.size, 1]), td.tensor(freqs, [1, dim / 2], dtype));
+    return td.concat([td.sin(angles), td.cos(angles)], 1);
+  }
+  return td.tensor(timestepEmbeddingValues(t, dim, dtype), [t.length, dim], dtype);
+}
+
+function embeddingFrequencies(dim: number, dtype: td.DType): number[] {
   const half = dim / 2;
   const round = dtype === "float32" ? Math.fround : (v: number) => v;
   const step = round(Math.log(10000) / (half - 1));
-  const freqs = Array.from({ length: half }, (_, i) => round(Math.exp(round(i * round(-step)))));
-  if (t instanceof td.Tensor) {
-    if (t.dtype !== "int32" || t.rank !== 1) throw new Error(`timesteps tensor must be int32 [B], got ${t.dtype} [${t.shape.join(",")}]`);
-    const angles = td.mul(td.reshape(td.cast(t, dtype), [t.size, 1]), td.tensor(freqs, [1, half], dtype));
-    return td.concat([td.sin(angles), td.cos(angles)], 1);
-  }
+  return Array.from({ length: half }, (_, i) => round(Math.exp(round(i * round(-step)))));
+}
+
+/** The embedding of host timesteps as values ([B, dim] row-major), computed on the host as timestepEmbedding does. */
+export function timestepEmbeddingValues(t: ArrayLike<number>, dim: number, dtype: td.DType): Float64Array {
+  const half = dim / 2;
+  const round = dtype === "float32" ? Math.fround : (v: number) => v;
+  const freqs = embeddingFrequencies(dim, dtype);
   const out = new Float64Array(t.length * dim);
   for (let b = 0; b < t.length; b++) {
     for (let i = 0; i < half; i++) {
@@ -85,7 +105,7 @@ export function timestepEmbedding(t: Timesteps, dim: number, dtype: td.DType): t
       out[b * dim + half + i] = Math.cos(angle);
     }
   }
-  return td.tensor(out, [t.length, dim], dtype);
+  return out;
 }
 
 /** Per-block outputs, for parity tests against the reference activations. */
@@ -107,7 +127,7 @@ function addTime(x: td.Tensor, timeProjection: td.Tensor): td.Tensor {
  * Predicts the noise in x [B,8,8,C] at integer timesteps t (length B: host numbers or an int32 tensor). `labels` (length B, -1 = none)
  * adds a learned class embedding to the time embedding when the model has one.
  */
-export function unetForward(params: UNetParams, x: td.Tensor, t: Timesteps, options: { labels?: ArrayLike<number>; capture?: Activations } = {}): td.Tensor {
+export function unetForward(params: UNetParams, x: td.Tensor, t: Timesteps, options: { labels?: ArrayLike<number> | td.Tensor; capture?: Activations } = {}): td.Tensor {
   const capture = (name: string, value: td.Tensor): td.Tensor => {
     options.capture?.set(name, value);
     return value;
@@ -142,10 +162,13 @@ export function unetForward(params: UNetParams, x: td.Tensor, t: Timesteps, opti
   return capture("final_conv", conv(params.final_conv, td.gelu(h)));
 }
 
-/** Rows of the class table for each label; label -1 (unconditional) gets zeros. */
-function classEmbedding(p: { table: td.Tensor }, labels: ArrayLike<number>): td.Tensor {
+/** Rows of the class table for each label (host numbers or an int32 tensor [B]); label -1 (unconditional) gets zeros. */
+function classEmbedding(p: { table: td.Tensor }, labels: ArrayLike<number> | td.Tensor): td.Tensor {
   const numClasses = p.table.shape[0]!;
   const withNull = td.concat([p.table, td.zeros([1, p.table.shape[1]!], p.table.dtype)], 0);
-  const index = td.tensor(Array.from(labels, (l) => (l < 0 ? numClasses : l)), [labels.length], "int32");
+  if (labels instanceof td.Tensor && (labels.dtype !== "int32" || labels.rank !== 1)) throw new Error(`labels tensor must be int32 [B], got ${labels.dtype} [${labels.shape.join(",")}]`);
+  const index = labels instanceof td.Tensor
+    ? td.where(td.less(labels, 0), numClasses, labels)
+    : td.tensor(Array.from(labels, (l) => (l < 0 ? numClasses : l)), [labels.length], "int32");
   return td.take(withNull, index, 0);
 }

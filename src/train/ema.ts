@@ -38,10 +38,24 @@ export function initEma<P extends td.TensorTreeOf>(params: P): P {
   return td.noGrad(() => td.mapTree(params, (t) => td.stopGradient(t)));
 }
 
-/** One EMA update; returns the new average (typed after `emaParams`). `params` must have its names, shapes and dtypes. */
-export function emaUpdate<P extends td.TensorTreeOf>(emaParams: P, params: td.TensorTreeOf, step: number, config: EmaConfig): P {
-  validateEmaConfig(config);
+/** The weights [d_k, 1 - d_k] of the average and of the params at EMA update `step`. */
+export function emaWeights(step: number, config: EmaConfig): [number, number] {
   const decay = emaDecayAt(step, config);
+  return [decay, 1 - decay];
+}
+
+export interface EmaUpdateOptions {
+  /**
+   * The weights [d_k, 1 - d_k] as scalar tensors in the params' dtype (see emaWeights), instead of the
+   * values for `step`: a recorded step (td.captureStep) takes them as inputs and replays with the next step's.
+   */
+  weights?: readonly [td.Tensor, td.Tensor];
+}
+
+/** One EMA update; returns the new average (typed after `emaParams`). `params` must have its names, shapes and dtypes. */
+export function emaUpdate<P extends td.TensorTreeOf>(emaParams: P, params: td.TensorTreeOf, step: number, config: EmaConfig, options: EmaUpdateOptions = {}): P {
+  validateEmaConfig(config);
+  const [decay, complement] = options.weights ?? emaWeights(step, config);
   const flatE = td.flattenTree(emaParams);
   const flatP = td.flattenTree(params);
   if (flatP.size !== flatE.size) throw new Error(`ema: params have ${flatP.size} tensors, the average ${flatE.size}`);
@@ -53,6 +67,6 @@ export function emaUpdate<P extends td.TensorTreeOf>(emaParams: P, params: td.Te
     }
   }
   return td.noGrad(() =>
-    td.mapTree(emaParams, (e, name) => td.tidy(() => td.add(td.mul(decay, e), td.mul(1 - decay, flatP.get(name)!)))),
+    td.mapTree(emaParams, (e, name) => td.tidy(() => td.add(td.mul(decay, e), td.mul(complement, flatP.get(name)!)))),
   );
 }

@@ -14,6 +14,11 @@ export interface LossInputs {
   sqrtOneMinusAlphaCumulative: ArrayLike<number>;
   /** Class labels for conditional models (-1 = unconditional). */
   labels?: Int32Array;
+  /**
+   * sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) per sample as [B,1,1,1] tensors in the images' dtype, instead
+   * of looking them up by t on the host: a recorded step (td.captureStep) takes them as inputs.
+   */
+  coefficients?: { readonly alpha: td.Tensor; readonly sigma: td.Tensor };
 }
 
 export interface LossOptions {
@@ -40,8 +45,8 @@ function perSample(values: ArrayLike<number>, t: Int32Array, like: td.Tensor): t
 
 export function diffusionLoss<P>(model: NoisePredictor<P>, params: P, inputs: LossInputs, options: LossOptions): LossParts {
   const { images, t, noise } = inputs;
-  const a = perSample(inputs.sqrtAlphaCumulative, t, images);
-  const s = perSample(inputs.sqrtOneMinusAlphaCumulative, t, images);
+  const a = inputs.coefficients?.alpha ?? perSample(inputs.sqrtAlphaCumulative, t, images);
+  const s = inputs.coefficients?.sigma ?? perSample(inputs.sqrtOneMinusAlphaCumulative, t, images);
   // x_t is built outside the graph: it is a leaf we differentiate with respect to for the penalty.
   const noisy = td.noGrad(() => td.add(td.mul(a, images), td.mul(s, noise)));
   const penaltyOn = options.penaltyWeight !== 0;

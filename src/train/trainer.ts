@@ -3,12 +3,11 @@
 import * as td from "../engine/index.ts";
 import type { DigitsDataset } from "../data/digits.ts";
 import { makeSchedule, type NoiseSchedule } from "../diffusion/schedules.ts";
-import { initUNet, unetForward, type UNetParams } from "../nn/unet.ts";
+import { initUNet, type UNetParams } from "../nn/unet.ts";
 import type { TrainConfig } from "./config.ts";
-import { diffusionLoss } from "./loss.ts";
-import { emaUpdate, initEma } from "./ema.ts";
-import { initOptimizerState, optimizerStateFromTensors, optimizerStateTensors, optimizerStep, type OptimizerState } from "./optimizer.ts";
-import { sampleProgressiveTimesteps, sampleUniformTimesteps } from "./timestep-sampling.ts";
+import { initEma } from "./ema.ts";
+import { initOptimizerState, optimizerStateFromTensors, optimizerStateTensors, type OptimizerState } from "./optimizer.ts";
+import { CapturedTrainStep, eagerStep, hostBatch, type StepResult } from "./step.ts";
 
 export interface TrainingRun {
   config: TrainConfig;
@@ -53,79 +52,68 @@ export function modelConfigOf(config: TrainConfig) {
   return { ...config.model, numClasses: config.conditional ? 10 : 0 };
 }
 
-/** Per-step randomness: a key that depends on (seed, step) only. */
-function stepKeys(config: TrainConfig, step: number): [td.random.RandomKey, td.random.RandomKey, td.random.RandomKey, td.random.RandomKey] {
-  const key = td.random.foldIn(td.random.key(config.seed), step + 1);
-  return td.random.split(key, 4) as [td.random.RandomKey, td.random.RandomKey, td.random.RandomKey, td.random.RandomKey];
-}
-
-/** Indices of the batch: everything (tutorial), or a random subset without replacement. */
-function batchIndices(count: number, batchSize: number | "full", key: td.random.RandomKey): Int32Array {
-  if (batchSize === "full" || batchSize >= count) return Int32Array.from({ length: count }, (_, i) => i);
-  const u = td.random.uniformArray(key, count);
-  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => u[a]! - u[b]!);
-  return Int32Array.from(order.slice(0, batchSize));
-}
-
-interface RecordedStep {
-  /** [loss, grad norm]: one read brings both back. */
-  stats: td.Tensor;
-  params: UNetParams;
-  optimizer: OptimizerState;
-  ema: UNetParams | null;
+/** A recorded step: its results (the new state and the stats) and the lr it used. */
+interface RecordedStep extends StepResult {
   lr: number;
+  /** Whether the stats tensor is the caller's to dispose (a replayed step's belongs to its capture). */
+  ownsStats: boolean;
+}
+
+/** The captured step of each run on a recording backend (see step.ts). */
+const captures = new WeakMap<TrainingRun, CapturedTrainStep>();
+
+/** Options of trainStep and startTrainStep. */
+export interface TrainStepOptions {
+  /**
+   * On a backend that records (WebGPU): capture the step once and replay it (default true). The numbers are
+   * the same either way; a replay re-encodes the recorded commands instead of running the frontend.
+   */
+  replay?: boolean;
 }
 
 /**
- * Records one step (forward, backward with the penalty, optimizer, EMA) inside one tidy scope without
- * reading anything back, and submits it (backend flush()). The run is not touched.
+ * Records one step (forward, backward with the penalty, optimizer, EMA) without reading anything back, and
+ * submits it. The run is not touched (a replayed step's outputs are the run's state only once committed).
  */
-function recordStep(run: TrainingRun, data: DigitsDataset): RecordedStep {
-  const { config, schedule } = run;
-  const [kBatch, kTime, kNoise, kLabel] = stepKeys(config, run.step);
-  const idx = batchIndices(data.count, config.batchSize, kBatch);
-  const b = idx.length;
-  const T = schedule.numSteps;
-  const uniform = (key: td.random.RandomKey) => (n: number) => td.random.uniformArray(key, n);
-  const t = config.timesteps === "progressive"
-    ? sampleProgressiveTimesteps(run.step, config.steps - 1, T, b, uniform(kTime))
-    : sampleUniformTimesteps(T, b, uniform(kTime));
-  let labels: Int32Array | undefined;
-  if (config.conditional) {
-    const drop = td.random.uniformArray(kLabel, b);
-    labels = Int32Array.from(idx, (i, k) => (drop[k]! < config.labelDropout ? -1 : data.labels[i]!));
+function recordStep(run: TrainingRun, data: DigitsDataset, options: TrainStepOptions): RecordedStep {
+  const batch = hostBatch(run, data);
+  if ((options.replay ?? true) && CapturedTrainStep.possible(run)) {
+    const existing = captures.get(run);
+    if (existing?.fits(run, data, batch)) return { ...existing.replay(batch), lr: batch.lr, ownsStats: false };
+    if (existing) releaseCapture(run, existing);
+    const { capture, result } = CapturedTrainStep.capture(run, data, batch);
+    captures.set(run, capture);
+    return { ...result, lr: batch.lr, ownsStats: false };
   }
-  const pixels = new Float32Array(b * 64);
-  idx.forEach((i, k) => pixels.set(data.images.subarray(i * 64, (i + 1) * 64), k * 64));
-
-  const recorded = td.tidy(() => {
-    const images = td.tensor(pixels, [b, 8, 8, 1]);
-    const noise = td.random.normal(kNoise, [b, 8, 8, 1]);
-    const model = (p: UNetParams, x: td.Tensor, tt: Int32Array, l?: Int32Array) => unetForward(p, x, tt, { labels: l });
-    // An inner scope frees the forward activations before the optimizer allocates its results.
-    const { value, grads } = td.tidy(() => td.valueAndGrad((p: UNetParams) =>
-      diffusionLoss(model, p, {
-        images, t, noise, labels,
-        sqrtAlphaCumulative: schedule.sqrtAlphaCumulative,
-        sqrtOneMinusAlphaCumulative: schedule.sqrtOneMinusAlphaCumulative,
-      }, { penaltyWeight: config.penaltyWeight }).total,
-    )(run.params));
-    const update = td.noGrad(() => optimizerStep(run.params, grads, run.optimizer, config.optimizer));
-    const ema = run.ema && config.emaDecay !== null
-      ? td.noGrad(() => emaUpdate(run.ema!, update.params, run.step, { decay: config.emaDecay! }))
-      : null;
-    const stats = td.concat([td.reshape(value, [1]), td.reshape(td.cast(update.gradNorm, value.dtype), [1])], 0);
-    return { stats, params: update.params, optimizer: update.state, ema, lr: update.lr };
-  });
+  const result = eagerStep(run, batch);
   td.getBackend().flush();
-  return recorded;
+  return { ...result, lr: batch.lr, ownsStats: true };
+}
+
+/** Drops a capture the run no longer uses as it is: the run's tensors among its outputs are copied first. */
+function releaseCapture(run: TrainingRun, capture: CapturedTrainStep): void {
+  captures.delete(run);
+  const outputs = new Set(capture.outputs);
+  const own = <T extends td.TensorTreeOf>(tree: T): T => td.mapTree(tree, (t) => (outputs.has(t) ? td.keep(td.noGrad(() => td.stopGradient(t))) : t));
+  run.params = own(run.params);
+  run.optimizer = { step: run.optimizer.step, m: own(run.optimizer.m), v: own(run.optimizer.v) };
+  if (run.ema) run.ema = own(run.ema);
+  capture.dispose();
+}
+
+/** Frees a run's tensors (weights, moments, EMA) and its captured step. The run is unusable afterwards. */
+export function disposeRun(run: TrainingRun): void {
+  const capture = captures.get(run);
+  captures.delete(run);
+  capture?.dispose();
+  td.dispose([run.params, run.optimizer.m, run.optimizer.v, run.ema]);
 }
 
 /** Makes the recorded step the run's state (all at once) and frees what it replaced. */
 function commitStep(run: TrainingRun, recorded: RecordedStep): void {
   const old = { params: run.params, optimizer: run.optimizer, ema: run.ema };
   run.params = td.keep(recorded.params);
-  run.optimizer = td.keep(recorded.optimizer);
+  run.optimizer = { step: run.optimizer.step + 1, m: td.keep(recorded.m), v: td.keep(recorded.v) };
   run.ema = recorded.ema ? td.keep(recorded.ema) : null;
   disposeReplaced(old, run);
   // A device backend: settle the old generation's buffers now, so the next step's buffer assignment repeats
@@ -152,17 +140,18 @@ const reportsInFlight = new WeakMap<TrainingRun, Promise<unknown>>();
  * loss history), so it never holds half a step; if the read fails, the run is left as it was. Await each
  * step before the next: steps on one run must not overlap (startTrainStep's reports are awaited first).
  */
-export async function trainStep(run: TrainingRun, data: DigitsDataset): Promise<StepReport> {
+export async function trainStep(run: TrainingRun, data: DigitsDataset, options: TrainStepOptions = {}): Promise<StepReport> {
   await reportsInFlight.get(run);
-  const recorded = recordStep(run, data);
+  const recorded = recordStep(run, data, options);
   let values: td.TypedArray;
   try {
     values = await recorded.stats.read();
   } catch (e) {
-    disposeReplaced({ params: recorded.params, optimizer: recorded.optimizer, ema: recorded.ema }, run); // the run keeps the old generation
+    // An eager step: the run keeps the old generation. (A replayed one rewrote it in place: discard the run.)
+    if (recorded.ownsStats) disposeReplaced({ params: recorded.params, m: recorded.m, v: recorded.v, ema: recorded.ema }, run);
     throw e;
   } finally {
-    recorded.stats.dispose();
+    if (recorded.ownsStats) recorded.stats.dispose();
   }
   commitStep(run, recorded);
   return reportStep(run, run.step, recorded.lr, values);
@@ -175,10 +164,10 @@ export async function trainStep(run: TrainingRun, data: DigitsDataset): Promise<
  * asynchronous loop of jitted JAX steps does. Await the reports before a checkpoint (the loss history is
  * complete then). If a read fails (a lost device), the run is ahead of its loss history: discard it.
  */
-export function startTrainStep(run: TrainingRun, data: DigitsDataset): Promise<StepReport> {
-  const recorded = recordStep(run, data);
+export function startTrainStep(run: TrainingRun, data: DigitsDataset, options: TrainStepOptions = {}): Promise<StepReport> {
+  const recorded = recordStep(run, data, options);
   const values = recorded.stats.read(); // the values as of this point of the stream
-  recorded.stats.dispose();
+  if (recorded.ownsStats) recorded.stats.dispose();
   commitStep(run, recorded);
   const step = run.step;
   // After the previous report (a failed one fails every later one: the history must not skip a step).

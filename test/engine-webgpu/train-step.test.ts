@@ -8,7 +8,7 @@ import * as td from "../../src/engine/index.ts";
 import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
 import { loadDigitsSplit } from "../../src/data/digits-node.ts";
 import { QUICK_PRESET, type TrainConfig } from "../../src/train/config.ts";
-import { newRun, startTrainStep, trainingTensors, trainStep, type StepReport, type TrainingRun } from "../../src/train/trainer.ts";
+import { disposeRun, newRun, startTrainStep, trainingTensors, trainStep, type StepReport, type TrainingRun } from "../../src/train/trainer.ts";
 import { kernels, webgpuBackend } from "./helpers.ts";
 import { WebGpuBackend } from "../../src/engine/backends/webgpu/index.ts";
 import { maxAbs } from "../helpers/backend-parity.ts";
@@ -206,4 +206,62 @@ test("with a GPU's split-K threshold (products of < 256 tiles split along K, the
     assert.ok(Math.abs(g.gradNorm - c.gradNorm) / Math.abs(c.gradNorm) < 1e-5, `step ${k + 1}: grad norm ${g.gradNorm} vs ${c.gradNorm}`);
   });
   assert.ok(after.producers.withEpilogue - before.producers.withEpilogue > 0, "some split products carried an epilogue");
+});
+
+test("replayed train steps (the first captured, the rest replayed) equal eager steps bit for bit; a replay makes no bind groups", async () => {
+  const gpu = await webgpuBackend();
+  td.setBackend(gpu);
+  try {
+    const eager = newRun(config);
+    const eagerReports: StepReport[] = [];
+    for (let i = 0; i < 4; i++) eagerReports.push(await trainStep(eager, data, { replay: false }));
+    const replayed = newRun(config);
+    const reports: StepReport[] = [];
+    const bindGroups: number[] = [];
+    for (let i = 0; i < 4; i++) {
+      const before = gpu.stats().bindGroupsCreated;
+      reports.push(await trainStep(replayed, data));
+      bindGroups.push(gpu.stats().bindGroupsCreated - before);
+    }
+    // The same body on the same values: the host values (noise, embedding, coefficients, lr, EMA weights)
+    // are written into the capture's inputs, so every kernel sees what the eager step computes with.
+    assert.deepEqual(reports, eagerReports);
+    assert.deepEqual(replayed.lossHistory, eager.lossHistory);
+    const [a, b] = [await snapshot(eager), await snapshot(replayed)];
+    for (const [name, values] of a) assert.deepEqual(b.get(name), values, name);
+    // Step 1 records (and makes its bind groups); steps 2-4 re-encode the recording.
+    assert.ok(bindGroups[0]! > 100, `bind groups made by the captured step: ${bindGroups[0]}`);
+    assert.deepEqual(bindGroups.slice(1), [0, 0, 0], `bind groups per replayed step: ${bindGroups.join(", ")}`);
+    disposeRun(eager);
+    disposeRun(replayed);
+  } finally {
+    td.setBackend(new CpuBackend());
+  }
+});
+
+test("a replayed run interleaved with eager steps, resumed from its tensors, and disposed: same numbers, nothing left behind", async () => {
+  const gpu = await webgpuBackend();
+  td.setBackend(gpu);
+  try {
+    const liveBefore = td.memory().tensors;
+    const straight = newRun(config);
+    for (let i = 0; i < 5; i++) await trainStep(straight, data, { replay: false });
+    // Replayed, then an eager step (the run's state is the capture's output: it is copied out and the capture
+    // dropped), then replayed again (captured anew), two in flight at the end.
+    const mixed = newRun(config);
+    await trainStep(mixed, data);
+    await trainStep(mixed, data);
+    await trainStep(mixed, data, { replay: false });
+    await trainStep(mixed, data);
+    const last = startTrainStep(mixed, data);
+    await last;
+    assert.deepEqual(mixed.lossHistory, straight.lossHistory);
+    const [a, b] = [await snapshot(straight), await snapshot(mixed)];
+    for (const [name, values] of a) assert.deepEqual(b.get(name), values, name);
+    disposeRun(straight);
+    disposeRun(mixed);
+    assert.equal(td.memory().tensors, liveBefore, "live tensors after disposeRun");
+  } finally {
+    td.setBackend(new CpuBackend());
+  }
 });

@@ -3,7 +3,7 @@
 import * as td from "../../src/engine/index.ts";
 import { parseDigitsCsv, parseTutorialSplit, splitDigits, type DigitsDataset, type TutorialSplit } from "../../src/data/digits.ts";
 import {
-  checkpointState, newRun, samplingParams, startTrainStep, trainingTensors, type StepReport, type TrainingRun,
+  checkpointState, disposeRun, newRun, samplingParams, startTrainStep, trainingTensors, type StepReport, type TrainingRun,
 } from "../../src/train/trainer.ts";
 import { selectBackend } from "./backends.ts";
 import { gunzip, zipStore, type NamedFile } from "./bytes.ts";
@@ -114,10 +114,6 @@ async function startTraining(options: TrainOptions): Promise<void> {
     config: { steps: config.steps, batch: config.batchSize, features: config.model.features, digit: config.digit, images: split.train.count, weights: td.treeSize(run.params) },
   });
   resume();
-}
-
-function disposeRun(run: TrainingRun): void {
-  td.dispose([run.params, run.optimizer.m, run.optimizer.v, run.ema]);
 }
 
 function resume(): void {

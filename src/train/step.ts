@@ -1,0 +1,270 @@
+// One training step's work, in two halves shared by every way of running it:
+// - the host half (hostBatch): what is drawn or looked up on the host for step k: the batch, timesteps,
+//   noise, labels, the loss coefficients, the time embedding, the optimizer's lr and bias corrections,
+//   the EMA weights. Randomness comes from (seed, step) alone, so a resumed run equals an uninterrupted one.
+// - the tensor half (stepBody): forward, backward with the penalty, optimizer, EMA, as a function of tensors.
+// Run eagerly, the host values become tensors and the body runs. On a backend that records (WebGPU), the
+// body is captured once (td.captureStep) and replayed for later steps with the next host values written
+// into its inputs and its outputs copied back into its state inputs: ~1,400 dispatches re-encoded instead of
+// the frontend's tensors, autodiff, fusion and bind-group lookups (~40 ms of host time per step). The same
+// body runs either way, so both give the same numbers.
+import * as td from "../engine/index.ts";
+import type { DigitsDataset } from "../data/digits.ts";
+import { timestepEmbeddingValues, unetForward, type UNetParams } from "../nn/unet.ts";
+import { emaUpdate, emaWeights } from "./ema.ts";
+import { lrAt } from "./lr-schedule.ts";
+import { diffusionLoss } from "./loss.ts";
+import { optimizerSchedule, optimizerStep, type OptimizerState } from "./optimizer.ts";
+import { sampleProgressiveTimesteps, sampleUniformTimesteps } from "./timestep-sampling.ts";
+import type { TrainingRun } from "./trainer.ts";
+
+/** The state a step reads and replaces. */
+export interface StepState {
+  params: UNetParams;
+  m: UNetParams;
+  v: UNetParams;
+  ema: UNetParams | null;
+}
+
+/** A step's results: the new state and [loss, grad norm] (one read brings both back). */
+export interface StepResult extends StepState {
+  stats: td.Tensor;
+}
+
+/** The host half of step run.step: values only, no tensors. */
+export interface HostBatch {
+  batchSize: number;
+  /** Timesteps (the loss looks up nothing: the coefficients and embedding below come from them). */
+  t: Int32Array;
+  images: Float32Array;
+  noise: Float32Array;
+  /** Class labels, -1 for "no label"; null for an unconditional model. */
+  labels: Int32Array | null;
+  /** sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t) per sample. */
+  alpha: Float32Array;
+  sigma: Float32Array;
+  /** The time embedding [B, dim]. */
+  embedding: Float32Array;
+  /** The optimizer's [lr, bc1, bc2] for this update, and its lr as the schedule gives it (for the report). */
+  schedule: Float32Array;
+  lr: number;
+  /** The EMA's weights [d, 1 - d]; null without an EMA. */
+  emaWeights: [number, number] | null;
+}
+
+/** The body's batch inputs as tensors. */
+interface BatchTensors {
+  images: td.Tensor;
+  noise: td.Tensor;
+  labels: td.Tensor | null;
+  alpha: td.Tensor;
+  sigma: td.Tensor;
+  embedding: td.Tensor;
+  schedule: td.Tensor;
+  emaWeights: [td.Tensor, td.Tensor] | null;
+}
+
+/** Per-step randomness: a key that depends on (seed, step) only. */
+function stepKeys(seed: number, step: number): td.random.RandomKey[] {
+  return td.random.split(td.random.foldIn(td.random.key(seed), step + 1), 4);
+}
+
+/** Indices of the batch: everything (tutorial), or a random subset without replacement. */
+function batchIndices(count: number, batchSize: number | "full", key: td.random.RandomKey): Int32Array {
+  if (batchSize === "full" || batchSize >= count) return Int32Array.from({ length: count }, (_, i) => i);
+  const u = td.random.uniformArray(key, count);
+  const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => u[a]! - u[b]!);
+  return Int32Array.from(order.slice(0, batchSize));
+}
+
+/** Width of the model's time embedding. */
+function embeddingWidth(params: UNetParams): number {
+  return params.time_mlp_1.kernel.shape[0]!;
+}
+
+export function hostBatch(run: TrainingRun, data: DigitsDataset): HostBatch {
+  const { config, schedule } = run;
+  const [kBatch, kTime, kNoise, kLabel] = stepKeys(config.seed, run.step) as [td.random.RandomKey, td.random.RandomKey, td.random.RandomKey, td.random.RandomKey];
+  const idx = batchIndices(data.count, config.batchSize, kBatch);
+  const b = idx.length;
+  const T = schedule.numSteps;
+  const uniform = (key: td.random.RandomKey) => (n: number) => td.random.uniformArray(key, n);
+  const t = config.timesteps === "progressive"
+    ? sampleProgressiveTimesteps(run.step, config.steps - 1, T, b, uniform(kTime))
+    : sampleUniformTimesteps(T, b, uniform(kTime));
+  let labels: Int32Array | null = null;
+  if (config.conditional) {
+    const drop = td.random.uniformArray(kLabel, b);
+    labels = Int32Array.from(idx, (i, k) => (drop[k]! < config.labelDropout ? -1 : data.labels[i]!));
+  }
+  const images = new Float32Array(b * 64);
+  idx.forEach((i, k) => images.set(data.images.subarray(i * 64, (i + 1) * 64), k * 64));
+  return {
+    batchSize: b,
+    t,
+    images,
+    noise: Float32Array.from(td.random.normalArray(kNoise, b * 64)),
+    labels,
+    alpha: Float32Array.from(t, (s) => schedule.sqrtAlphaCumulative[s]!),
+    sigma: Float32Array.from(t, (s) => schedule.sqrtOneMinusAlphaCumulative[s]!),
+    embedding: Float32Array.from(timestepEmbeddingValues(t, embeddingWidth(run.params), "float32")),
+    schedule: Float32Array.from(optimizerSchedule(run.optimizer.step, config.optimizer, "float32")),
+    lr: lrAt(run.optimizer.step, config.optimizer.lr),
+    emaWeights: run.ema && config.emaDecay !== null ? emaWeights(run.step, { decay: config.emaDecay }) : null,
+  };
+}
+
+function batchTensors(batch: HostBatch): BatchTensors {
+  const b = batch.batchSize;
+  return {
+    images: td.tensor(batch.images, [b, 8, 8, 1]),
+    noise: td.tensor(batch.noise, [b, 8, 8, 1]),
+    labels: batch.labels ? td.tensor(batch.labels, [b], "int32") : null,
+    alpha: td.tensor(batch.alpha, [b, 1, 1, 1]),
+    sigma: td.tensor(batch.sigma, [b, 1, 1, 1]),
+    embedding: td.tensor(batch.embedding, [b, batch.embedding.length / b]),
+    schedule: td.tensor(batch.schedule, [3]),
+    emaWeights: batch.emaWeights ? [td.scalar(batch.emaWeights[0]), td.scalar(batch.emaWeights[1])] : null,
+  };
+}
+
+/**
+ * The tensor half: loss (with the penalty's double backward), gradients, optimizer update, EMA. Reads
+ * nothing back; `t` only sizes the loss (the coefficients and the embedding come as tensors).
+ */
+function stepBody(run: TrainingRun, state: StepState, batch: BatchTensors, t: Int32Array): StepResult {
+  const { config } = run;
+  const labels = batch.labels;
+  const model = (p: UNetParams, x: td.Tensor) => unetForward(p, x, { embedding: batch.embedding }, { labels: labels ?? undefined });
+  // An inner scope frees the forward activations before the optimizer allocates its results.
+  const { value, grads } = td.tidy(() => td.valueAndGrad((p: UNetParams) =>
+    diffusionLoss(model, p, {
+      images: batch.images, t, noise: batch.noise,
+      sqrtAlphaCumulative: run.schedule.sqrtAlphaCumulative,
+      sqrtOneMinusAlphaCumulative: run.schedule.sqrtOneMinusAlphaCumulative,
+      coefficients: { alpha: batch.alpha, sigma: batch.sigma },
+    }, { penaltyWeight: config.penaltyWeight }).total,
+  )(state.params));
+  const optimizer: OptimizerState = { step: run.optimizer.step, m: state.m, v: state.v };
+  const update = td.noGrad(() => optimizerStep(state.params, grads, optimizer, config.optimizer, { schedule: batch.schedule }));
+  const ema = state.ema && batch.emaWeights && config.emaDecay !== null
+    ? td.noGrad(() => emaUpdate(state.ema!, update.params, run.step, { decay: config.emaDecay! }, { weights: batch.emaWeights! }))
+    : null;
+  const stats = td.concat([td.reshape(value, [1]), td.reshape(td.cast(update.gradNorm, value.dtype), [1])], 0);
+  return { stats, params: update.params, m: update.state.m as UNetParams, v: update.state.v as UNetParams, ema };
+}
+
+/** The step eagerly: host values to tensors, then the body, in the caller's tidy scope. */
+export function eagerStep(run: TrainingRun, batch: HostBatch): StepResult {
+  return td.tidy(() => stepBody(run, stateOf(run), batchTensors(batch), batch.t));
+}
+
+export function stateOf(run: TrainingRun): StepState {
+  return { params: run.params, m: run.optimizer.m as UNetParams, v: run.optimizer.v as UNetParams, ema: run.ema };
+}
+
+/** Names of the state's tensors in a fixed order ("params.x", "m.x", "v.x", "ema.x"). */
+function stateEntries(state: StepState): [string, td.Tensor][] {
+  const parts: [string, td.TensorTreeOf | null][] = [["params", state.params], ["m", state.m], ["v", state.v], ["ema", state.ema]];
+  return parts.flatMap(([prefix, tree]) => (tree ? [...td.flattenTree(tree, prefix)] : []));
+}
+
+function stateFromEntries(entries: Iterable<[string, td.Tensor]>): StepState {
+  const tree = td.unflattenTree(entries) as { params: UNetParams; m: UNetParams; v: UNetParams; ema?: UNetParams };
+  return { params: tree.params, m: tree.m, v: tree.v, ema: tree.ema ?? null };
+}
+
+/**
+ * A training step captured on a recording backend: inputs are the state's tensors then the batch's; outputs
+ * the new state then the stats. The outputs ARE the run's state after each step (rewritten in place by the
+ * next replay, which first copies them into its state inputs).
+ */
+export class CapturedTrainStep {
+  private constructor(
+    private readonly step: td.CapturedStep,
+    private readonly names: readonly string[],
+    private readonly data: DigitsDataset,
+    private readonly batchSize: number,
+  ) {}
+
+  /** Whether this backend, run and batch can be captured (float32 state on a recording backend). */
+  static possible(run: TrainingRun): boolean {
+    return td.canCapture() && stateEntries(stateOf(run)).every(([, t]) => t.dtype === "float32");
+  }
+
+  /** Captures the body on the run's state and this batch: runs step run.step once (the capture runs it). */
+  static capture(run: TrainingRun, data: DigitsDataset, batch: HostBatch): { capture: CapturedTrainStep; result: StepResult } {
+    const state = stateEntries(stateOf(run));
+    const names = state.map(([name]) => name);
+    const initial = td.tidy(() => {
+      const b = batchTensors(batch);
+      return [...batchList(b)];
+    });
+    let step: td.CapturedStep;
+    try {
+      step = td.captureStep((inputs) => {
+        const stateIn = stateFromEntries(names.map((name, i) => [name, inputs[i]!]));
+        const batchIn = batchFromList(inputs.slice(names.length), batch);
+        const out = stepBody(run, stateIn, batchIn, batch.t);
+        const outEntries = new Map(stateEntries(out));
+        return [...names.map((name) => outEntries.get(name)!), out.stats];
+      }, [...state.map(([, t]) => t), ...initial]);
+    } finally {
+      td.dispose(initial);
+    }
+    const capture = new CapturedTrainStep(step, names, data, batch.batchSize);
+    return { capture, result: capture.result() };
+  }
+
+  /** Whether the run's state is this capture's output (nothing replaced it) and the batch fits. */
+  fits(run: TrainingRun, data: DigitsDataset, batch: HostBatch): boolean {
+    if (data !== this.data || batch.batchSize !== this.batchSize) return false;
+    const state = stateEntries(stateOf(run));
+    return state.length === this.names.length && state.every(([name, t], i) => name === this.names[i] && t === this.step.outputs[i]);
+  }
+
+  /** Step run.step by replay: the state copied from the outputs into the inputs, the batch written. */
+  replay(batch: HostBatch): StepResult {
+    const stateOutputs = this.step.outputs.slice(0, this.names.length);
+    const values: td.ReplayInput[] = [...stateOutputs, ...batchValues(batch)];
+    this.step.replay(values);
+    return this.result();
+  }
+
+  private result(): StepResult {
+    const outputs = this.step.outputs;
+    const state = stateFromEntries(this.names.map((name, i) => [name, outputs[i]!]));
+    return { ...state, stats: outputs[this.names.length]! };
+  }
+
+  /** The outputs: the run's state while it uses this capture. */
+  get outputs(): readonly td.Tensor[] {
+    return this.step.outputs;
+  }
+
+  /** Frees the recording, its inputs and its outputs (the run's state, if it still uses them). */
+  dispose(): void {
+    this.step.dispose();
+  }
+}
+
+/** The batch tensors in the capture's input order (absent ones skipped). */
+function batchList(b: BatchTensors): td.Tensor[] {
+  return [b.images, b.noise, b.alpha, b.sigma, b.embedding, b.schedule, ...(b.labels ? [b.labels] : []), ...(b.emaWeights ?? [])];
+}
+
+function batchFromList(list: td.Tensor[], like: HostBatch): BatchTensors {
+  const [images, noise, alpha, sigma, embedding, schedule, ...rest] = list as [td.Tensor, td.Tensor, td.Tensor, td.Tensor, td.Tensor, td.Tensor, ...td.Tensor[]];
+  const labels = like.labels ? rest.shift()! : null;
+  const emaWeights: [td.Tensor, td.Tensor] | null = like.emaWeights ? [rest[0]!, rest[1]!] : null;
+  return { images, noise, alpha, sigma, embedding, schedule, labels, emaWeights };
+}
+
+/** The host values in the capture's input order. */
+function batchValues(batch: HostBatch): td.TypedArray[] {
+  return [
+    batch.images, batch.noise, batch.alpha, batch.sigma, batch.embedding, batch.schedule,
+    ...(batch.labels ? [batch.labels] : []),
+    ...(batch.emaWeights ? batch.emaWeights.map((w) => Float32Array.of(w)) : []),
+  ];
+}
