@@ -150,7 +150,9 @@ if (has("no-fuse")) {
 }
 const threads = active.name === "cpu" ? 1 : availableParallelism();
 const result: Record<string, unknown> = { backend: active.name, threads, cpu: cpus()[0]?.model ?? "unknown", date: new Date().toISOString().slice(0, 10) };
-const rows: [string, string][] = [];
+// Each figure is printed as soon as it is measured (a run cut short by a time limit keeps what it measured).
+console.log(`backend ${active.description}${has("no-fuse") ? " (elementwise fusion off)" : ""}, ${threads} thread(s), ${result.cpu}`);
+const rows = { push([what, value]: [string, string]): void { console.log(`${what.padEnd(82)}  ${value}`); } };
 const trainSteps: Record<string, number> = {};
 const pipelinedSteps: Record<string, number> = {};
 const eagerSteps: Record<string, number> = {};
@@ -208,9 +210,6 @@ if (sampling !== "0") {
     rows.push([`  the same, every step through the frontend (no replay) (s)`, eager.toFixed(3)]);
   }
 }
-console.log(`backend ${active.description}${has("no-fuse") ? " (elementwise fusion off)" : ""}, ${threads} thread(s), ${result.cpu}`);
 result.device = active.description;
-const width = Math.max(...rows.map((r) => r[0].length));
-for (const [k, v] of rows) console.log(`${k.padEnd(width)}  ${v}`);
 if (has("json")) console.log(JSON.stringify(result));
 active.dispose?.();

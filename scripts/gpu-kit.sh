@@ -7,7 +7,7 @@
 #   here:   bash scripts/gpu-kit.sh pack    # writes .gpukit/ (git-ignored, ~45 MB): Node, the node_modules
 #                                           # the tests and benches need, Debian's libvulkan1, the JAX anchor
 #   there:  bash scripts/gpu-kit.sh run     # device run, carry [".gpukit"], timeout_s 600: unpacks, then
-#                                           # parity tests, bench (features 16 and 64, sampling 100 x 1000),
+#                                           # parity tests, bench (features 64 then 16, sampling 100 x 1000),
 #                                           # host recording, JAX on the same GPU; logs in $OUT
 #
 # Rehearse `run` on a clone of this repo with .gpukit copied in and no node_modules (lavapipe, no JAX):
@@ -60,7 +60,7 @@ run() {
   { nvidia-smi -L 2>/dev/null; nproc; grep -m1 'model name' /proc/cpuinfo; node --version; date -u; } | tee "$OUT/machine.txt"
 
   stage parity 200 node scripts/run-tests.mjs engine-webgpu
-  stage bench 240 node --import tsx bench/bench.ts --backend webgpu --features "${BENCH_FEATURES:-16,64}" \
+  stage bench 240 node --import tsx bench/bench.ts --backend webgpu --features "${BENCH_FEATURES:-64,16}" \
     --steps "${BENCH_STEPS:-5}" --warmup "${BENCH_WARMUP:-20}" --sampling "${BENCH_SAMPLING:-100x1000}" --skip-forward --skip-gemm
   stage host 60 env FEATURES="${HOST_FEATURES:-64}" STEPS="${HOST_STEPS:-30}" node --import tsx bench/webgpu-host.ts
   if python3 -c 'import jax, flax, optax' 2>/dev/null; then
