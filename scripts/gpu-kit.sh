@@ -61,7 +61,7 @@ run() {
 
   stage parity 200 node scripts/run-tests.mjs engine-webgpu
   stage bench 240 node --import tsx bench/bench.ts --backend webgpu --features "${BENCH_FEATURES:-64,16}" \
-    --steps "${BENCH_STEPS:-5}" --warmup "${BENCH_WARMUP:-20}" --sampling "${BENCH_SAMPLING:-100x1000}" --skip-forward --skip-gemm
+    --steps "${BENCH_STEPS:-5}" --warmup "${BENCH_WARMUP:-20}" --sampling "${BENCH_SAMPLING:-100x1000}"
   stage host 60 env FEATURES="${HOST_FEATURES:-64}" STEPS="${HOST_STEPS:-30}" node --import tsx bench/webgpu-host.ts
   if python3 -c 'import jax, flax, optax' 2>/dev/null; then
     # Its pictures and arrays stay there: at most 8 files come back from $OUT, and the logs matter more.

@@ -8,7 +8,14 @@ import * as td from "../../src/engine/index.ts";
 import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
 import { loadDigitsSplit } from "../../src/data/digits-node.ts";
 import { QUICK_PRESET, type TrainConfig } from "../../src/train/config.ts";
-import { disposeRun, newRun, startTrainStep, trainingTensors, trainStep, type StepReport, type TrainingRun } from "../../src/train/trainer.ts";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadCheckpoint, saveCheckpoint } from "../../src/io/checkpoint.ts";
+import {
+  checkpointState, disposeRun, newRun, restoreRun, startTrainStep, trainingTensors, trainStep,
+  type StepReport, type TrainingCheckpointState, type TrainingRun,
+} from "../../src/train/trainer.ts";
 import { kernels, webgpuBackend } from "./helpers.ts";
 import { WebGpuBackend } from "../../src/engine/backends/webgpu/index.ts";
 import { maxAbs } from "../helpers/backend-parity.ts";
@@ -262,6 +269,32 @@ test("a replayed run interleaved with eager steps, resumed from its tensors, and
     disposeRun(mixed);
     assert.equal(td.memory().tensors, liveBefore, "live tensors after disposeRun");
   } finally {
+    td.setBackend(new CpuBackend());
+  }
+});
+
+test("a replayed webgpu run checkpointed mid-way and resumed (captured anew) equals the uninterrupted run, bit for bit", async () => {
+  const gpu = await webgpuBackend();
+  td.setBackend(gpu);
+  const dir = mkdtempSync(join(tmpdir(), "td-webgpu-resume-"));
+  try {
+    const straight = newRun(config);
+    for (let i = 0; i < 5; i++) await trainStep(straight, data);
+    const first = newRun(config);
+    for (let i = 0; i < 3; i++) await trainStep(first, data);
+    // The run's tensors are the capture's outputs here: the checkpoint reads them as of step 3.
+    await saveCheckpoint(dir, first.step, first.config, checkpointState(first), td.flattenTree(first.params), trainingTensors(first));
+    await trainStep(first, data); // the capture moves on; the checkpoint must not
+    const loaded = loadCheckpoint<TrainConfig, TrainingCheckpointState>(dir, { withTraining: true });
+    const resumed = restoreRun(loaded.manifest.config, loaded.manifest.step, loaded.manifest.state, loaded.model, loaded.training);
+    assert.equal(resumed.step, 3);
+    for (let i = 0; i < 2; i++) await trainStep(resumed, data);
+    assert.deepEqual(resumed.lossHistory, straight.lossHistory);
+    const [a, b] = [await snapshot(straight), await snapshot(resumed)];
+    for (const [name, values] of a) assert.deepEqual(b.get(name), values, name);
+    for (const run of [straight, first, resumed]) disposeRun(run);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
     td.setBackend(new CpuBackend());
   }
 });
