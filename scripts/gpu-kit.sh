@@ -8,11 +8,12 @@
 #                                           # the tests and benches need, Debian's libvulkan1, the JAX anchor
 #   there:  bash scripts/gpu-kit.sh run     # device run, carry [".gpukit"], timeout_s 600: unpacks, then
 #                                           # parity tests, bench (features 64 then 16, sampling 100 x 1000),
-#                                           # host recording, JAX on the same GPU; logs in $OUT
+#                                           # host recording, GPU time per kernel (timestamp queries),
+#                                           # JAX on the same GPU; logs in $OUT
 #
 # Rehearse `run` on a clone of this repo with .gpukit copied in and no node_modules (lavapipe, no JAX):
 #   TINY_DIFFUSION_WEBGPU=vulkan OUT=/tmp/kit-out BENCH_FEATURES=4 BENCH_STEPS=1 BENCH_WARMUP=1 BENCH_SAMPLING=4x3 HOST_FEATURES=4 HOST_STEPS=3 \
-#     bash scripts/gpu-kit.sh run
+#     PROFILE_FEATURES=4 PROFILE_SAMPLER_STEPS=2 bash scripts/gpu-kit.sh run
 # Each stage has its own time limit, so a slow stage costs only itself and the rest still report.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -62,7 +63,7 @@ run() {
   stage parity 200 node scripts/run-tests.mjs engine-webgpu
   stage bench 240 node --import tsx bench/bench.ts --backend webgpu --features "${BENCH_FEATURES:-64,16}" \
     --steps "${BENCH_STEPS:-5}" --warmup "${BENCH_WARMUP:-20}" --sampling "${BENCH_SAMPLING:-100x1000}"
-  stage host 60 env FEATURES="${HOST_FEATURES:-64}" STEPS="${HOST_STEPS:-30}" node --import tsx bench/webgpu-host.ts
+  stage profile 90 env FEATURES="${PROFILE_FEATURES:-64}" SAMPLER_STEPS="${PROFILE_SAMPLER_STEPS:-4}" TOP=30 node --import tsx bench/webgpu-profile.ts
   if python3 -c 'import jax, flax, optax' 2>/dev/null; then
     # Its pictures and arrays stay there: at most 8 files come back from $OUT, and the logs matter more.
     stage jax 150 python3 "$KIT/seed_jax.py" --epochs 25 --features 64 --train-all-params --sample-n 100 \
@@ -71,6 +72,7 @@ run() {
   else
     echo "jax: not installed here, skipped" | tee -a "$OUT/summary.txt"
   fi
+  stage host 60 env FEATURES="${HOST_FEATURES:-64}" STEPS="${HOST_STEPS:-30}" node --import tsx bench/webgpu-host.ts
   cat "$OUT/summary.txt"
 }
 

@@ -17,7 +17,7 @@ const instances = new Map<string, Promise<WebGpuKernels>>();
  * two devices lived in one process and one of them saw a validation error.
  */
 export function kernels(options: WebGpuKernelsOptions = {}): Promise<WebGpuKernels> {
-  context ??= createGpuDevice().then((created) => {
+  context ??= createGpuDevice({ timestamps: true }).then((created) => {
     console.log(`# webgpu adapter: ${describeAdapter(created.info)}`);
     return created;
   });

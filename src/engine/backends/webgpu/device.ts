@@ -17,6 +17,8 @@ export interface GpuDeviceOptions {
   adapter?: AdapterMode;
   /** Log each attempt to stderr (also when TINY_DIFFUSION_DEBUG is set). */
   verbose?: boolean;
+  /** Ask for the "timestamp-query" feature where the adapter has it (for WebGpuBackend.profile). */
+  timestamps?: boolean;
 }
 
 export interface GpuAdapterSummary {
@@ -85,12 +87,13 @@ function requiredLimits(adapter: GPUAdapter): Record<string, number> {
   return out;
 }
 
-async function openDevice(adapter: GPUAdapter): Promise<GPUDevice> {
+async function openDevice(adapter: GPUAdapter, timestamps = false): Promise<GPUDevice> {
   const limits = requiredLimits(adapter);
   if ((limits.maxComputeInvocationsPerWorkgroup ?? 0) < 256 || (limits.maxStorageBuffersPerShaderStage ?? 0) < 4) {
     throw new Error(`adapter limits too low for the kernels (need 256 invocations per workgroup and 4 storage buffers): ${JSON.stringify(limits)}`);
   }
-  return adapter.requestDevice({ requiredLimits: limits, label: "tiny-diffusion" });
+  const requiredFeatures: GPUFeatureName[] = timestamps && adapter.features.has("timestamp-query") ? ["timestamp-query"] : [];
+  return adapter.requestDevice({ requiredLimits: limits, requiredFeatures, label: "tiny-diffusion" });
 }
 
 interface Attempt {
@@ -148,12 +151,12 @@ function contextOf(device: GPUDevice, adapter: GPUAdapter, info: GpuAdapterSumma
   };
 }
 
-async function createInBrowser(gpu: GPU, mode: AdapterMode): Promise<GpuContext> {
+async function createInBrowser(gpu: GPU, mode: AdapterMode, timestamps: boolean): Promise<GpuContext> {
   const tries: ["core" | "compatibility", boolean][] = mode === "gpu" ? [["core", false]] : [["core", false], ["compatibility", false], ["core", true]];
   for (const [featureLevel, forceFallbackAdapter] of tries) {
     const adapter = await gpu.requestAdapter({ powerPreference: "high-performance", featureLevel, forceFallbackAdapter });
     if (!adapter) continue;
-    const device = await openDevice(adapter);
+    const device = await openDevice(adapter, timestamps);
     return contextOf(device, adapter, summarize(adapter, "browser", featureLevel), () => {});
   }
   throw new Error("WebGPU: the browser offers no adapter");
@@ -171,7 +174,7 @@ export async function createGpuDevice(options: GpuDeviceOptions = {}): Promise<G
   const inNode = typeof process !== "undefined" && !!process.versions?.node;
   if (!inNode) {
     if (!nav?.gpu) throw new Error("WebGPU: navigator.gpu is missing (browser without WebGPU)");
-    return createInBrowser(nav.gpu, mode);
+    return createInBrowser(nav.gpu, mode, options.timestamps ?? false);
   }
 
   const dawn = await loadDawn();
@@ -190,7 +193,7 @@ export async function createGpuDevice(options: GpuDeviceOptions = {}): Promise<G
         failures.push(`${attempt.path}: only a software adapter (${describeAdapter(info)})`);
         continue;
       }
-      const device = await openDevice(adapter);
+      const device = await openDevice(adapter, options.timestamps ?? false);
       if (verbose) console.error(`webgpu: using ${describeAdapter(info)}`);
       // The Dawn instance (gpu) keeps Node's event loop alive: hold it only as long as the device lives.
       const holder = { gpu: gpu as GPU | null };

@@ -9,11 +9,13 @@
 // runs in its kernel as an epilogue.
 import type { AdamWArgs, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, Recording, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
 import { describeAdapter, type GpuDeviceOptions } from "./device.ts";
+import { KernelProfiler, type DispatchTime } from "./profiler.ts";
 import { PendingFlips, type FlipStats } from "./flips.ts";
 import { PendingProducers, type ProducerStats } from "./producers.ts";
 import { readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
 import { ElementwiseFusion, type FusionStats } from "./fusion.ts";
-import { coalesce, WebGpuKernels, type GemmEpilogue, type GpuArray, type KernelStats, type WebGpuKernelsOptions } from "./kernels.ts";
+import { WebGpuKernels, type GemmEpilogue, type GpuArray, type KernelStats, type WebGpuKernelsOptions } from "./kernels.ts";
+import { coalesce } from "./shapes.ts";
 
 export type { GpuArray } from "./kernels.ts";
 
@@ -142,6 +144,22 @@ export class WebGpuBackend implements Backend {
     this.fusion?.materializeAll();
     this.callsSinceFlush = 0;
     this.kernels.submit();
+  }
+  /**
+   * Runs fn and returns the GPU time of every dispatch it caused (each in its own timestamped pass: see
+   * profiler.ts), in order. Needs a device made with { timestamps: true } on an adapter with timestamp-query.
+   */
+  async profile(fn: () => void | Promise<void>): Promise<DispatchTime[]> {
+    const profiler = new KernelProfiler(this.kernels.device);
+    this.flush(); // earlier work is not fn's
+    this.kernels.profiler = profiler;
+    try {
+      await fn();
+      this.flush();
+    } finally {
+      this.kernels.profiler = null;
+    }
+    return profiler.results();
   }
   /** Waits until the GPU has run everything submitted (for timings). */
   async sync(): Promise<void> {

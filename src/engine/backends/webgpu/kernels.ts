@@ -20,6 +20,8 @@ import { LAYER_NORM, LAYER_NORM_GRAD_X, layerNormSource } from "./shaders/norm.t
 import { ADAMW, ADAMW_DIRECTION, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
 import { REDUCE_PARAM_BASE, cumulativeSource, reduceSource } from "./shaders/reduce.ts";
 import { Recording } from "./recording.ts";
+import type { KernelProfiler } from "./profiler.ts";
+import { checkRank, coalesce, padTo, product } from "./shapes.ts";
 import { FUSED_ELEMENTWISE_PARAM_BASE, fusedElementwiseSource, fusedEpilogueDeclarations, readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
 import { NORMAL_FROM_KEY } from "./shaders/random.ts";
 import { SCAN, SCATTER_COUNT, SCATTER_FILL, SCATTER_UNIQUE, scatterSumSource } from "./shaders/scatter.ts";
@@ -82,48 +84,9 @@ export interface KernelStats {
 type Encoder = GPUCommandEncoder;
 type Grid = [number, number, number];
 
-const MAX_RANK = 8;
 /** Bind groups kept for reuse (a sampler step at features 64 records 172 dispatches, a training step ~3,300). */
 const BIND_GROUP_CACHE_SIZE = 16384;
 
-function product(xs: readonly number[]): number {
-  let p = 1;
-  for (const x of xs) p *= x;
-  return p;
-}
-
-/**
- * Drops size-1 axes and merges neighbours that are contiguous in every operand (stride[d] ==
- * stride[d+1] * size[d+1] for each stride list). Returns the merged sizes and stride lists.
- */
-export function coalesce(sizes: readonly number[], strideLists: readonly (readonly number[])[]): { sizes: number[]; strides: number[][] } {
-  const outSizes: number[] = [];
-  const outStrides: number[][] = strideLists.map(() => []);
-  for (let d = 0; d < sizes.length; d++) {
-    const size = sizes[d]!;
-    if (size === 1) continue;
-    const last = outSizes.length - 1;
-    if (last >= 0 && strideLists.every((s, k) => outStrides[k]![last]! === s[d]! * size)) {
-      outSizes[last] = outSizes[last]! * size;
-      for (let k = 0; k < strideLists.length; k++) outStrides[k]![last] = strideLists[k]![d]!;
-    } else {
-      outSizes.push(size);
-      for (let k = 0; k < strideLists.length; k++) outStrides[k]!.push(strideLists[k]![d]!);
-    }
-  }
-  return { sizes: outSizes, strides: outStrides };
-}
-
-
-function padTo(xs: readonly number[], n: number): number[] {
-  const out = [...xs];
-  while (out.length < n) out.push(0);
-  return out;
-}
-
-function checkRank(op: string, rank: number): void {
-  if (rank > MAX_RANK) throw new Error(`webgpu ${op}: more than ${MAX_RANK} axes remain after merging contiguous ones (${rank})`);
-}
 
 export class WebGpuKernels {
   readonly device: GPUDevice;
@@ -162,6 +125,8 @@ export class WebGpuKernels {
   private destroyed = false;
   /** Open while a step is recorded for replay (startRecording .. stopRecording). */
   private recording: Recording | null = null;
+  /** While set, every dispatch runs in its own timestamped pass (WebGpuBackend.profile). */
+  profiler: KernelProfiler | null = null;
   private dispatchCount = 0;
   private submitCount = 0;
 
@@ -461,6 +426,12 @@ export class WebGpuKernels {
   }
 
   private encodeDispatch(enc: Encoder, pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, grid: readonly [number, number, number]): void {
+    if (this.profiler) {
+      this.endPass(enc);
+      this.profiler.dispatch(enc, pipeline, bindGroup, grid);
+      this.dispatchCount++;
+      return;
+    }
     let open = this.passes.get(enc);
     if (!open) {
       open = { pass: enc.beginComputePass(), pipeline: null };
@@ -703,7 +674,6 @@ export class WebGpuKernels {
 
   // ---- products -----------------------------------------------------------------------------------
 
-  /** How many K splits for a product with `tiles` 64x64 output tiles. */
   /**
    * The fused AdamW update (Backend.adamw): one dispatch, or, under 8 storage buffers, four of at most four
    * (m, v, the update direction into outP, then p from it in place). The step's [norm, lr, bc1, bc2] are read
@@ -729,6 +699,7 @@ export class WebGpuKernels {
     this.run(enc, "adamwP", () => ADAMW_P, "main", params, [p.buffer, scalars.buffer, outP.buffer], grid);
   }
 
+  /** How many K splits for a product with `tiles` 64x64 output tiles. */
   private splitsFor(tiles: number, k: number): number {
     if (tiles >= this.splitKMinWorkgroups) return 1;
     return Math.max(1, Math.min(64, Math.ceil((2 * this.splitKMinWorkgroups) / tiles), Math.floor(k / this.splitKMinLength)));
