@@ -76,9 +76,16 @@ export interface Recording {
   /**
    * Writes the host values, copies [source, destination, source offset in elements] (destination-sized),
    * then runs the commands again, and starts them (flush) unless `submit` is false: then the next replays
-   * join the same submit (a replay with writes submits what is pending first).
+   * join the same submit (a replay with writes submits what is pending first). `swapped`: run the commands
+   * made by swap() instead.
    */
-  replay(writes: readonly (readonly [Storage, TypedArray])[], copies: readonly ReplayCopy[], submit?: boolean): void;
+  replay(writes: readonly (readonly [Storage, TypedArray])[], copies: readonly ReplayCopy[], submit?: boolean, swapped?: boolean): void;
+  /**
+   * Also keeps the commands with the storage of each pair exchanged (input slot, output of the same size):
+   * the step reading the outputs and writing the slots, so that state fed back alternates between the two
+   * instead of being copied.
+   */
+  swap(pairs: readonly (readonly [Storage, Storage])[]): void;
   /** Hands the recording's storage back (replay no more). */
   dispose(): void;
 }

@@ -13,11 +13,24 @@ import { stopGradient } from "./ops/elementwise.ts";
 /** One input of a replay (see CapturedStep.replay). */
 export type ReplayInput = TypedArray | Tensor | { readonly from: Tensor; readonly offset: number } | null;
 
+/** Options of captureStep. */
+export interface CaptureOptions {
+  /**
+   * [output, input] pairs: the output is the next run's value of the input (a training step's weights). A
+   * replay then reads it where the last run wrote it, without a copy (the backend keeps a second version of
+   * the commands with the two buffers exchanged, and replays alternate), so pass null for such an input.
+   * After the capture and after each replay, outputs[o] and inputs[i] are the same tensor: the current value.
+   */
+  feedback?: readonly (readonly [number, number])[];
+}
+
 export interface CapturedStep {
-  /** The input slots (copies of the initial inputs); a replay writes its values into them. */
+  /** The input slots (copies of the initial inputs; fed-back ones hold the current value); a replay writes its values into them. */
   readonly inputs: readonly Tensor[];
-  /** The outputs, rewritten in place by each replay: read them (or copy them) before the next one. */
+  /** The outputs, rewritten by each replay: read them (or copy them) before the next one. */
   readonly outputs: readonly Tensor[];
+  /** Every tensor the capture owns (its slots and outputs, fed-back ones in both places): what dispose frees. */
+  readonly tensors: readonly Tensor[];
   /** Dispatches recorded. */
   readonly dispatches: number;
   /**
@@ -41,7 +54,7 @@ export function canCapture(): boolean {
  * Runs fn(inputs) once, under noGrad, on copies of `initial` while the backend records it; returns the
  * outputs and a replay. Throws when the backend cannot record (see canCapture).
  */
-export function captureStep(fn: (inputs: Tensor[]) => Tensor[], initial: readonly Tensor[]): CapturedStep {
+export function captureStep(fn: (inputs: Tensor[]) => Tensor[], initial: readonly Tensor[], options: CaptureOptions = {}): CapturedStep {
   const backend = getBackend();
   if (!backend.startRecording) throw new Error(`captureStep: the ${backend.name} backend cannot record steps (only device backends can)`);
   for (const t of initial) if (t.dtype === "float64") throw new Error("captureStep: float64 inputs stay on host backends");
@@ -61,18 +74,43 @@ export function captureStep(fn: (inputs: Tensor[]) => Tensor[], initial: readonl
   }
   if (outputs.length === 0) throw new Error("captureStep: the function returned no outputs");
   const recorded = recording;
+  const feedback = options.feedback ?? [];
+  try {
+    checkFeedback(feedback, inputs, outputs);
+  } catch (e) {
+    recorded.dispose();
+    for (const t of [...inputs, ...outputs]) t.dispose();
+    throw e;
+  }
+  if (feedback.length > 0) recorded.swap(feedback.map(([o, i]) => [inputs[i]!.storage, outputs[o]!.storage] as const));
+  const fedBack = new Set(feedback.map(([, i]) => i));
+  // Where the fed-back values are now: in the outputs after the capture, in the slots after the next replay, ...
+  let stateInOutputs = true;
   let disposed = false;
   return {
-    inputs,
-    outputs,
+    get inputs() {
+      const current = [...inputs];
+      if (stateInOutputs) for (const [o, i] of feedback) current[i] = outputs[o]!;
+      return current;
+    },
+    get outputs() {
+      const current = [...outputs];
+      if (!stateInOutputs) for (const [o, i] of feedback) current[o] = inputs[i]!;
+      return current;
+    },
+    tensors: [...inputs, ...outputs],
     dispatches: recorded.dispatches,
-    replay(values, options = {}) {
+    replay(values, replayOptions = {}) {
       if (disposed) throw new Error("captureStep: replay after dispose");
       if (values.length !== inputs.length) throw new Error(`captureStep: ${values.length} values for ${inputs.length} inputs`);
       const writes: [Tensor["storage"], TypedArray][] = [];
       const copies: [Tensor["storage"], Tensor["storage"], number][] = [];
       values.forEach((v, i) => {
         const slot = inputs[i]!;
+        if (fedBack.has(i)) {
+          if (v !== null) throw new Error(`captureStep: input ${i} is fed back from an output; pass null for it`);
+          return;
+        }
         if (v === null) return;
         if (v instanceof Tensor) {
           if (v.dtype !== slot.dtype || v.shape.length !== slot.shape.length || v.shape.some((d, k) => d !== slot.shape[k])) {
@@ -91,7 +129,9 @@ export function captureStep(fn: (inputs: Tensor[]) => Tensor[], initial: readonl
           writes.push([slot.storage, typed]);
         }
       });
-      recorded.replay(writes, copies, options.submit ?? true);
+      // With the fed-back values in the outputs, the swapped commands read them there (and write the slots).
+      recorded.replay(writes, copies, replayOptions.submit ?? true, feedback.length > 0 && stateInOutputs);
+      if (feedback.length > 0) stateInOutputs = !stateInOutputs;
     },
     dispose() {
       if (disposed) return;
@@ -100,4 +140,20 @@ export function captureStep(fn: (inputs: Tensor[]) => Tensor[], initial: readonl
       for (const t of [...inputs, ...outputs]) t.dispose();
     },
   };
+}
+
+function checkFeedback(feedback: readonly (readonly [number, number])[], inputs: readonly Tensor[], outputs: readonly Tensor[]): void {
+  const seenOutputs = new Set<number>();
+  const seenInputs = new Set<number>();
+  for (const [o, i] of feedback) {
+    const out = outputs[o];
+    const slot = inputs[i];
+    if (!out || !slot) throw new Error(`captureStep: feedback [${o}, ${i}] names no output ${o} or input ${i}`);
+    if (seenOutputs.has(o) || seenInputs.has(i)) throw new Error(`captureStep: output ${o} or input ${i} is fed back twice`);
+    seenOutputs.add(o);
+    seenInputs.add(i);
+    if (out.dtype !== slot.dtype || out.shape.length !== slot.shape.length || out.shape.some((d, k) => d !== slot.shape[k])) {
+      throw new Error(`captureStep: output ${o} is [${out.shape.join(",")}] ${out.dtype}, fed back into input ${i} [${slot.shape.join(",")}] ${slot.dtype}`);
+    }
+  }
 }

@@ -4,7 +4,7 @@ export { CpuBackend } from "./backends/cpu/index.ts";
 export { Tensor, tidy, keep, dispose, memory, resetPeakMemory, noGrad, getBackend, setBackend, sizeOf } from "./tensor.ts";
 export type { GradNode } from "./tensor.ts";
 export { captureStep, canCapture } from "./capture.ts";
-export type { CapturedStep, ReplayInput } from "./capture.ts";
+export type { CaptureOptions, CapturedStep, ReplayInput } from "./capture.ts";
 export { gradients, valueAndGrad, grad, gradOfInput } from "./autodiff.ts";
 export type { GradientOptions } from "./autodiff.ts";
 export { flattenTree, unflattenTree, mapTree, treeSize } from "./tree.ts";

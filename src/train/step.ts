@@ -176,8 +176,8 @@ function stateFromEntries(entries: Iterable<[string, td.Tensor]>): StepState {
 
 /**
  * A training step captured on a recording backend: inputs are the state's tensors then the batch's; outputs
- * the new state then the stats. The outputs ARE the run's state after each step (rewritten in place by the
- * next replay, which first copies them into its state inputs).
+ * the new state then the stats. The state is fed back (td.captureStep's feedback): after each step it lives
+ * in one of two sets of tensors, alternately, and those ARE the run's state; nothing is copied between steps.
  */
 export class CapturedTrainStep {
   private constructor(
@@ -208,7 +208,7 @@ export class CapturedTrainStep {
         const out = stepBody(run, stateIn, batchIn, batch.t);
         const outEntries = new Map(stateEntries(out));
         return [...names.map((name) => outEntries.get(name)!), out.stats];
-      }, [...state.map(([, t]) => t), ...initial]);
+      }, [...state.map(([, t]) => t), ...initial], { feedback: names.map((_, i) => [i, i] as const) });
     } finally {
       td.dispose(initial);
     }
@@ -223,10 +223,9 @@ export class CapturedTrainStep {
     return state.length === this.names.length && state.every(([name, t], i) => name === this.names[i] && t === this.step.outputs[i]);
   }
 
-  /** Step run.step by replay: the state copied from the outputs into the inputs, the batch written. */
+  /** Step run.step by replay: the batch written; the state read where the last step wrote it (fed back). */
   replay(batch: HostBatch): StepResult {
-    const stateOutputs = this.step.outputs.slice(0, this.names.length);
-    const values: td.ReplayInput[] = [...stateOutputs, ...batchValues(batch)];
+    const values: td.ReplayInput[] = [...this.names.map(() => null), ...batchValues(batch)];
     this.step.replay(values);
     return this.result();
   }
@@ -237,9 +236,9 @@ export class CapturedTrainStep {
     return { ...state, stats: outputs[this.names.length]! };
   }
 
-  /** The outputs: the run's state while it uses this capture. */
-  get outputs(): readonly td.Tensor[] {
-    return this.step.outputs;
+  /** Every tensor the capture holds (both sets of its state, its slots, its stats). */
+  get tensors(): ReadonlySet<td.Tensor> {
+    return new Set(this.step.tensors);
   }
 
   /** Frees the recording, its inputs and its outputs (the run's state, if it still uses them). */

@@ -57,6 +57,8 @@ interface RecordedStep extends StepResult {
   lr: number;
   /** Whether the stats tensor is the caller's to dispose (a replayed step's belongs to its capture). */
   ownsStats: boolean;
+  /** Tensors of the state it replaces that must outlive it (a capture's: its state alternates between two sets). */
+  keep: ReadonlySet<td.Tensor>;
 }
 
 /** The captured step of each run on a recording backend (see step.ts). */
@@ -79,22 +81,22 @@ function recordStep(run: TrainingRun, data: DigitsDataset, options: TrainStepOpt
   const batch = hostBatch(run, data);
   if ((options.replay ?? true) && CapturedTrainStep.possible(run)) {
     const existing = captures.get(run);
-    if (existing?.fits(run, data, batch)) return { ...existing.replay(batch), lr: batch.lr, ownsStats: false };
+    if (existing?.fits(run, data, batch)) return { ...existing.replay(batch), lr: batch.lr, ownsStats: false, keep: existing.tensors };
     if (existing) releaseCapture(run, existing);
     const { capture, result } = CapturedTrainStep.capture(run, data, batch);
     captures.set(run, capture);
-    return { ...result, lr: batch.lr, ownsStats: false };
+    return { ...result, lr: batch.lr, ownsStats: false, keep: capture.tensors };
   }
   const result = eagerStep(run, batch);
   td.getBackend().flush();
-  return { ...result, lr: batch.lr, ownsStats: true };
+  return { ...result, lr: batch.lr, ownsStats: true, keep: new Set() };
 }
 
-/** Drops a capture the run no longer uses as it is: the run's tensors among its outputs are copied first. */
+/** Drops a capture the run no longer uses as it is: the run's tensors it holds are copied first. */
 function releaseCapture(run: TrainingRun, capture: CapturedTrainStep): void {
   captures.delete(run);
-  const outputs = new Set(capture.outputs);
-  const own = <T extends td.TensorTreeOf>(tree: T): T => td.mapTree(tree, (t) => (outputs.has(t) ? td.keep(td.noGrad(() => td.stopGradient(t))) : t));
+  const held = capture.tensors;
+  const own = <T extends td.TensorTreeOf>(tree: T): T => td.mapTree(tree, (t) => (held.has(t) ? td.keep(td.noGrad(() => td.stopGradient(t))) : t));
   run.params = own(run.params);
   run.optimizer = { step: run.optimizer.step, m: own(run.optimizer.m), v: own(run.optimizer.v) };
   if (run.ema) run.ema = own(run.ema);
@@ -115,7 +117,7 @@ function commitStep(run: TrainingRun, recorded: RecordedStep): void {
   run.params = td.keep(recorded.params);
   run.optimizer = { step: run.optimizer.step + 1, m: td.keep(recorded.m), v: td.keep(recorded.v) };
   run.ema = recorded.ema ? td.keep(recorded.ema) : null;
-  disposeReplaced(old, run);
+  disposeReplaced(old, run, recorded.keep);
   // A device backend: settle the old generation's buffers now, so the next step's buffer assignment repeats
   // this one's more often and finds its GPU bind groups cached (bench/webgpu-host.ts). A no-op on the CPU.
   td.getBackend().flush();
@@ -177,9 +179,9 @@ export function startTrainStep(run: TrainingRun, data: DigitsDataset, options: T
   return report;
 }
 
-/** Frees tensors of the previous state that the new state does not reuse. */
-function disposeReplaced(old: object, now: object): void {
-  const live = new Set<td.Tensor>();
+/** Frees tensors of the previous state that the new state does not reuse (nor `keep` names). */
+function disposeReplaced(old: object, now: object, keep: ReadonlySet<td.Tensor> = new Set()): void {
+  const live = new Set<td.Tensor>(keep);
   collect(now, live);
   const stale = new Set<td.Tensor>();
   collect(old, stale);

@@ -87,6 +87,50 @@ test("capture: an output fed back as the next input (on the device) iterates lik
   }
 });
 
+test("capture with feedback: the output is the next input without a copy (the recording alternates buffers); same values as the eager loop", async () => {
+  const gpu = await webgpuBackend();
+  td.setBackend(gpu);
+  const kernels = gpu.kernels as unknown as { copy: (...args: unknown[]) => void };
+  const copy = kernels.copy;
+  let copies = 0;
+  kernels.copy = function (this: unknown, ...args: unknown[]) {
+    copies++;
+    return copy.apply(this, args);
+  };
+  try {
+    const x0 = randomValues(256, 3);
+    const a = Float32Array.of(0.7);
+    // Output 1 (the new x) feeds input 0; input 1 (a) takes host values.
+    const captured = td.captureStep(step, [td.tensor(x0, [16, 16], "float32"), td.tensor(a, [1], "float32")], { feedback: [[1, 0]] });
+    try {
+      let expected = x0;
+      const held = new Set(captured.tensors);
+      for (let k = 0; k < 5; k++) {
+        const before = copies;
+        if (k > 0) captured.replay([null, a]);
+        if (k > 0) assert.equal(copies - before, 0, `replay ${k}: no copy between steps`);
+        // The current value is both output 1 and input 0, one of the capture's own tensors.
+        assert.equal(captured.outputs[1], captured.inputs[0], `after replay ${k}`);
+        assert.ok(held.has(captured.outputs[1]!));
+        expected = onCpu(step, [expected, a], shapes)[1]!;
+        assertClose(await captured.outputs[1]!.read(), expected, 1e-5, `iteration ${k}`);
+      }
+      assert.throws(() => captured.replay([captured.outputs[1]!, a]), /input 0 is fed back from an output; pass null/);
+    } finally {
+      captured.dispose();
+    }
+    const x = td.tensor(x0, [16, 16], "float32");
+    const b = td.tensor(a, [1], "float32");
+    assert.throws(() => td.captureStep(step, [x, b], { feedback: [[0, 0]] }), /output 0 is \[16\] float32, fed back into input 0 \[16,16\] float32/);
+    assert.throws(() => td.captureStep(step, [x, b], { feedback: [[1, 0], [1, 1]] }), /fed back twice/);
+    assert.throws(() => td.captureStep(step, [x, b], { feedback: [[2, 0]] }), /names no output 2/);
+    td.dispose([x, b]);
+  } finally {
+    kernels.copy = copy;
+    td.setBackend(new CpuBackend());
+  }
+});
+
 test("capture: inputs as slices of a table, several replays in one submit", async () => {
   const b = await webgpuBackend();
   td.setBackend(b);

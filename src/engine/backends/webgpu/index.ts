@@ -184,7 +184,7 @@ export class WebGpuBackend implements Backend {
       const kernels = this.kernels;
       return {
         dispatches: recording.dispatches,
-        replay: (writes, copies, submit = true) => {
+        replay: (writes, copies, submit = true, swapped = false) => {
           if (writes.length > 0) this.flush(); // what was recorded before the writes must see the old values
           for (const [target, values] of writes) {
             if (!isGpuArray(target) || values instanceof Float64Array) throw new Error("webgpu replay: writes go to GPU arrays, from float32 or int32 values");
@@ -196,9 +196,13 @@ export class WebGpuBackend implements Backend {
           kernels.replay(recording, copies.map(([src, dst, offset]) => {
             if (!isGpuArray(src) || !isGpuArray(dst)) throw new Error("webgpu replay: copies are between GPU arrays");
             return [src, dst, offset] as const;
-          }));
+          }), swapped);
           if (submit) this.flush();
         },
+        swap: (pairs) => kernels.swapRecording(recording, pairs.map(([a, b]) => {
+          if (!isGpuArray(a) || !isGpuArray(b)) throw new Error("webgpu swap: GPU arrays only");
+          return [a, b] as const;
+        })),
         dispose: () => kernels.releaseRecording(recording),
       };
     };

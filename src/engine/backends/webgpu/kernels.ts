@@ -19,7 +19,7 @@ import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_
 import { LAYER_NORM, LAYER_NORM_GRAD_X, layerNormSource } from "./shaders/norm.ts";
 import { ADAMW, ADAMW_DIRECTION, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
 import { REDUCE_PARAM_BASE, cumulativeSource, reduceSource } from "./shaders/reduce.ts";
-import { Recording } from "./recording.ts";
+import { Recording, type ParamSlot } from "./recording.ts";
 import type { KernelProfiler } from "./profiler.ts";
 import { checkRank, coalesce, padTo, product } from "./shapes.ts";
 import { FUSED_ELEMENTWISE_PARAM_BASE, fusedElementwiseSource, fusedEpilogueDeclarations, readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
@@ -292,8 +292,20 @@ export class WebGpuKernels {
     return recording;
   }
 
-  /** Encodes a recording's commands again, after `copies`: [source, destination, source offset in elements]. */
-  replay(recording: Recording, copies: readonly (readonly [GpuArray, GpuArray, number])[] = []): void {
+  /** Gives a recording its swapped commands: each pair's buffers exchanged (recording.ts). */
+  swapRecording(recording: Recording, pairs: readonly (readonly [GpuArray, GpuArray])[]): void {
+    for (const [a, b] of pairs) {
+      if (a.length !== b.length || a.dtype !== b.dtype) throw new Error(`webgpu: swapped arrays differ (${a.length} ${a.dtype}, ${b.length} ${b.dtype})`);
+      if (!recording.buffers.has(a.buffer) || !recording.buffers.has(b.buffer)) throw new Error("webgpu: a swapped array is not used by the recording");
+    }
+    recording.swap(pairs.map(([a, b]) => [a.buffer, b.buffer] as const), (pipeline, slot, storage) => this.makeBindGroup(pipeline, slot, storage));
+  }
+
+  /**
+   * Encodes a recording's commands again (its swapped ones with `swapped`), after `copies`: [source,
+   * destination, source offset in elements].
+   */
+  replay(recording: Recording, copies: readonly (readonly [GpuArray, GpuArray, number])[] = [], swapped = false): void {
     this.checkAlive();
     if (recording.open || recording.released) throw new Error(`webgpu: replay of a recording that is ${recording.open ? "still open" : "released"}`);
     if (this.recording) throw new Error("webgpu: no replay while recording");
@@ -302,7 +314,9 @@ export class WebGpuKernels {
       if (!(offset >= 0 && offset + dst.length <= src.length)) throw new Error(`webgpu replay: elements ${offset}..${offset + dst.length} of ${src.length}`);
       this.copy(enc, src.buffer, offset * 4, dst.buffer, 0, dst.length * 4);
     }
-    for (const c of recording.commands) {
+    const commands = swapped ? recording.swapped : recording.commands;
+    if (!commands) throw new Error("webgpu: replay of swapped commands that were never made");
+    for (const c of commands) {
       if (c.kind === "dispatch") this.encodeDispatch(enc, c.pipeline, c.bindGroup, c.grid);
       else if (c.kind === "copy") this.copy(enc, c.src, c.srcOffset, c.dst, c.dstOffset, c.bytes);
       else this.clear(enc, c.buffer, c.bytes);
@@ -409,20 +423,24 @@ export class WebGpuKernels {
     for (const buffer of buffers) cacheKey += `,${this.bufferId(buffer)}`;
     let bindGroup = this.bindGroups.get(cacheKey);
     if (!bindGroup) {
-      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: slot.buffer, offset: slot.offset, size: ParamArena.SLOT } }];
-      buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
-      let layout = this.layouts.get(pipeline);
-      if (!layout) {
-        layout = pipeline.getBindGroupLayout(0);
-        this.layouts.set(pipeline, layout);
-      }
-      bindGroup = this.device.createBindGroup({ layout, entries });
-      this.bindGroupsCreated++;
+      bindGroup = this.makeBindGroup(pipeline, slot, buffers);
       if (this.bindGroups.size >= BIND_GROUP_CACHE_SIZE) this.bindGroups.clear();
       this.bindGroups.set(cacheKey, bindGroup);
     }
     this.encodeDispatch(enc, pipeline, bindGroup, grid);
-    this.recording?.dispatch(pipeline, bindGroup, grid, [slot.buffer, ...buffers]);
+    this.recording?.dispatch(pipeline, bindGroup, grid, slot, buffers);
+  }
+
+  private makeBindGroup(pipeline: GPUComputePipeline, slot: ParamSlot, buffers: readonly GPUBuffer[]): GPUBindGroup {
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: slot.buffer, offset: slot.offset, size: ParamArena.SLOT } }];
+    buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
+    let layout = this.layouts.get(pipeline);
+    if (!layout) {
+      layout = pipeline.getBindGroupLayout(0);
+      this.layouts.set(pipeline, layout);
+    }
+    this.bindGroupsCreated++;
+    return this.device.createBindGroup({ layout, entries });
   }
 
   private encodeDispatch(enc: Encoder, pipeline: GPUComputePipeline, bindGroup: GPUBindGroup, grid: readonly [number, number, number]): void {
