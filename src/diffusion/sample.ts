@@ -218,16 +218,16 @@ function sampleReplayed(
         ...names.map((_, j) => td.reshape(td.slice(scalarTable, [j], [1]), [])),
       ]);
       try {
-        step = td.captureStep(body, initial);
+        // x is fed back: each replay reads the state where the last one wrote it (no copy between steps).
+        step = td.captureStep(body, initial, { feedback: [[0, 0]] });
       } finally {
         for (const t of initial) if (t !== options.x) t.dispose();
       }
-      const x = step.outputs[0]!;
       for (let i = 0; i < steps; i++) {
-        if (i > 0) step.replay([x, ...row(i)], { submit: onStep !== undefined || i % STEPS_PER_SUBMIT === 0 || i === steps - 1 });
-        onStep?.({ index: i, steps, t: timesteps[i]!, tPrev: previousTimestep(timesteps, i), x });
+        if (i > 0) step.replay([null, ...row(i)], { submit: onStep !== undefined || i % STEPS_PER_SUBMIT === 0 || i === steps - 1 });
+        onStep?.({ index: i, steps, t: timesteps[i]!, tPrev: previousTimestep(timesteps, i), x: step.outputs[0]! });
       }
-      return td.stopGradient(x); // the caller's copy: the step's own output goes with it
+      return td.stopGradient(step.outputs[0]!); // the caller's copy: the step's own tensors go with it
     } finally {
       step?.dispose();
       td.dispose(tables);
