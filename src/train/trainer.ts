@@ -1,5 +1,6 @@
 // The training loop: one tidy scope per step (memory stays flat), randomness derived from
-// (seed, step) alone (so a resumed run equals an uninterrupted one), checkpoints on a schedule.
+// (seed, step) alone (so a resumed run equals an uninterrupted one), checkpoints on a schedule. The step's
+// work is in step.ts; on WebGPU it is captured once and replayed (the same numbers).
 import * as td from "../engine/index.ts";
 import type { DigitsDataset } from "../data/digits.ts";
 import { makeSchedule, type NoiseSchedule } from "../diffusion/schedules.ts";
@@ -139,8 +140,11 @@ const reportsInFlight = new WeakMap<TrainingRun, Promise<unknown>>();
 /**
  * One training step: recorded and submitted at once; only the loss and the gradient norm come back, in one
  * read of a 2-element tensor. The run is updated after that read, all at once (weights, moments, EMA, step,
- * loss history), so it never holds half a step; if the read fails, the run is left as it was. Await each
- * step before the next: steps on one run must not overlap (startTrainStep's reports are awaited first).
+ * loss history), so it never holds half a step; if the read fails, the run is left as it was (an eager
+ * step; a replayed one has rewritten the state: discard the run, as after a lost device). Await each step
+ * before the next: steps on one run must not overlap (startTrainStep's reports are awaited first).
+ * On a recording backend (WebGPU) the run's tensors are its captured step's from the first step on, and
+ * alternate between two sets each step: take them from the run after each step, not before.
  */
 export async function trainStep(run: TrainingRun, data: DigitsDataset, options: TrainStepOptions = {}): Promise<StepReport> {
   await reportsInFlight.get(run);
