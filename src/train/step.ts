@@ -99,6 +99,7 @@ export function hostBatch(run: TrainingRun, data: DigitsDataset): HostBatch {
   }
   const images = new Float32Array(b * 64);
   idx.forEach((i, k) => images.set(data.images.subarray(i * 64, (i + 1) * 64), k * 64));
+  const lr = lrAt(run.optimizer.step, config.optimizer.lr);
   return {
     batchSize: b,
     t,
@@ -108,8 +109,8 @@ export function hostBatch(run: TrainingRun, data: DigitsDataset): HostBatch {
     alpha: Float32Array.from(t, (s) => schedule.sqrtAlphaCumulative[s]!),
     sigma: Float32Array.from(t, (s) => schedule.sqrtOneMinusAlphaCumulative[s]!),
     embedding: Float32Array.from(timestepEmbeddingValues(t, embeddingWidth(run.params), "float32")),
-    schedule: Float32Array.from(optimizerSchedule(run.optimizer.step, config.optimizer, "float32")),
-    lr: lrAt(run.optimizer.step, config.optimizer.lr),
+    schedule: Float32Array.from(optimizerSchedule(run.optimizer.step, config.optimizer, "float32", lr)),
+    lr,
     emaWeights: run.ema && config.emaDecay !== null ? emaWeights(run.step, { decay: config.emaDecay }) : null,
   };
 }
@@ -187,9 +188,9 @@ export class CapturedTrainStep {
     private readonly batchSize: number,
   ) {}
 
-  /** Whether this backend, run and batch can be captured (float32 state on a recording backend). */
+  /** Whether the run's step can be captured (float32 state; the backend records: td.canCapture()). */
   static possible(run: TrainingRun): boolean {
-    return td.canCapture() && stateEntries(stateOf(run)).every(([, t]) => t.dtype === "float32");
+    return stateEntries(stateOf(run)).every(([, t]) => t.dtype === "float32");
   }
 
   /** Captures the body on the run's state and this batch: runs step run.step once (the capture runs it). */

@@ -80,10 +80,12 @@ export interface TrainStepOptions {
  */
 function recordStep(run: TrainingRun, data: DigitsDataset, options: TrainStepOptions): RecordedStep {
   const batch = hostBatch(run, data);
-  if ((options.replay ?? true) && CapturedTrainStep.possible(run)) {
-    const existing = captures.get(run);
-    if (existing?.fits(run, data, batch)) return { ...existing.replay(batch), lr: batch.lr, ownsStats: false, keep: existing.tensors };
-    if (existing) releaseCapture(run, existing);
+  const replay = (options.replay ?? true) && td.canCapture();
+  const existing = captures.get(run);
+  if (replay && existing?.fits(run, data, batch)) return { ...existing.replay(batch), lr: batch.lr, ownsStats: false, keep: existing.tensors };
+  // Any other step makes the run's state its own again (copied out of the capture), then replaces it.
+  if (existing) releaseCapture(run, existing);
+  if (replay && CapturedTrainStep.possible(run)) {
     const { capture, result } = CapturedTrainStep.capture(run, data, batch);
     captures.set(run, capture);
     return { ...result, lr: batch.lr, ownsStats: false, keep: capture.tensors };
