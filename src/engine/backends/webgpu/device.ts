@@ -17,7 +17,10 @@ export interface GpuDeviceOptions {
   adapter?: AdapterMode;
   /** Log each attempt to stderr (also when TINY_DIFFUSION_DEBUG is set). */
   verbose?: boolean;
-  /** Ask for the "timestamp-query" feature where the adapter has it (for WebGpuBackend.profile). */
+  /**
+   * Ask for the "timestamp-query" feature where the adapter has it, at full resolution in Node (Dawn's
+   * timestamp quantization off), for WebGpuBackend.profile.
+   */
   timestamps?: boolean;
 }
 
@@ -181,7 +184,9 @@ export async function createGpuDevice(options: GpuDeviceOptions = {}): Promise<G
   const failures: string[] = [];
   for (const attempt of nodeAttempts(mode)) {
     for (const [k, v] of Object.entries(attempt.env ?? {})) if (process.env[k] === undefined) process.env[k] = v;
-    let gpu: GPU | null = dawn.create(attempt.flags);
+    // Dawn rounds timestamps to 65,536 ns unless told not to: useless for timing kernels of a few µs.
+    const flags = options.timestamps ? [...attempt.flags, "disable-dawn-features=timestamp_quantization"] : attempt.flags;
+    let gpu: GPU | null = dawn.create(flags);
     try {
       const adapter = await gpu.requestAdapter({ powerPreference: "high-performance", featureLevel: attempt.featureLevel });
       if (!adapter) {
