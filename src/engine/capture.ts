@@ -8,7 +8,7 @@
 // model's weights) must stay alive while the capture is used.
 import type { Recording, TypedArray } from "./backend.ts";
 import { Tensor, getBackend, keep, noGrad, tidy } from "./tensor.ts";
-import { stopGradient } from "./ops/elementwise.ts";
+import { sameShape, stopGradient } from "./ops/elementwise.ts";
 
 /** One input of a replay (see CapturedStep.replay). */
 export type ReplayInput = TypedArray | Tensor | { readonly from: Tensor; readonly offset: number } | null;
@@ -113,7 +113,7 @@ export function captureStep(fn: (inputs: Tensor[]) => Tensor[], initial: readonl
         }
         if (v === null) return;
         if (v instanceof Tensor) {
-          if (v.dtype !== slot.dtype || v.shape.length !== slot.shape.length || v.shape.some((d, k) => d !== slot.shape[k])) {
+          if (v.dtype !== slot.dtype || !sameShape(v.shape, slot.shape)) {
             throw new Error(`captureStep: input ${i} is [${slot.shape.join(",")}] ${slot.dtype}, got [${v.shape.join(",")}] ${v.dtype}`);
           }
           copies.push([v.storage, slot.storage, 0]);
@@ -152,7 +152,7 @@ function checkFeedback(feedback: readonly (readonly [number, number])[], inputs:
     if (seenOutputs.has(o) || seenInputs.has(i)) throw new Error(`captureStep: output ${o} or input ${i} is fed back twice`);
     seenOutputs.add(o);
     seenInputs.add(i);
-    if (out.dtype !== slot.dtype || out.shape.length !== slot.shape.length || out.shape.some((d, k) => d !== slot.shape[k])) {
+    if (out.dtype !== slot.dtype || !sameShape(out.shape, slot.shape)) {
       throw new Error(`captureStep: output ${o} is [${out.shape.join(",")}] ${out.dtype}, fed back into input ${i} [${slot.shape.join(",")}] ${slot.dtype}`);
     }
   }

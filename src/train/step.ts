@@ -181,12 +181,17 @@ function stateFromEntries(entries: Iterable<[string, td.Tensor]>): StepState {
  * in one of two sets of tensors, alternately, and those ARE the run's state; nothing is copied between steps.
  */
 export class CapturedTrainStep {
+  /** Every tensor the capture holds (both sets of its state, its slots, its stats). */
+  readonly tensors: ReadonlySet<td.Tensor>;
+
   private constructor(
     private readonly step: td.CapturedStep,
     private readonly names: readonly string[],
     private readonly data: DigitsDataset,
     private readonly batchSize: number,
-  ) {}
+  ) {
+    this.tensors = new Set(step.tensors);
+  }
 
   /** Whether the run's step can be captured (float32 state; the backend records: td.canCapture()). */
   static possible(run: TrainingRun): boolean {
@@ -221,7 +226,8 @@ export class CapturedTrainStep {
   fits(run: TrainingRun, data: DigitsDataset, batch: HostBatch): boolean {
     if (data !== this.data || batch.batchSize !== this.batchSize) return false;
     const state = stateEntries(stateOf(run));
-    return state.length === this.names.length && state.every(([name, t], i) => name === this.names[i] && t === this.step.outputs[i]);
+    const outputs = this.step.outputs; // (a getter that builds the array)
+    return state.length === this.names.length && state.every(([name, t], i) => name === this.names[i] && t === outputs[i]);
   }
 
   /** Step run.step by replay: the batch written; the state read where the last step wrote it (fed back). */
@@ -235,11 +241,6 @@ export class CapturedTrainStep {
     const outputs = this.step.outputs;
     const state = stateFromEntries(this.names.map((name, i) => [name, outputs[i]!]));
     return { ...state, stats: outputs[this.names.length]! };
-  }
-
-  /** Every tensor the capture holds (both sets of its state, its slots, its stats). */
-  get tensors(): ReadonlySet<td.Tensor> {
-    return new Set(this.step.tensors);
   }
 
   /** Frees the recording, its inputs and its outputs (the run's state, if it still uses them). */

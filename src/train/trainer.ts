@@ -56,10 +56,11 @@ export function modelConfigOf(config: TrainConfig) {
 /** A recorded step: its results (the new state and the stats) and the lr it used. */
 interface RecordedStep extends StepResult {
   lr: number;
-  /** Whether the stats tensor is the caller's to dispose (a replayed step's belongs to its capture). */
-  ownsStats: boolean;
-  /** Tensors of the state it replaces that must outlive it (a capture's: its state alternates between two sets). */
-  keep: ReadonlySet<td.Tensor>;
+  /**
+   * The capture whose tensors these are (its stats, and the state it replaces: the state alternates between
+   * two of its sets), or null for an eager step, whose tensors are the caller's.
+   */
+  capture: CapturedTrainStep | null;
 }
 
 /** The captured step of each run on a recording backend (see step.ts). */
@@ -82,17 +83,17 @@ function recordStep(run: TrainingRun, data: DigitsDataset, options: TrainStepOpt
   const batch = hostBatch(run, data);
   const replay = (options.replay ?? true) && td.canCapture();
   const existing = captures.get(run);
-  if (replay && existing?.fits(run, data, batch)) return { ...existing.replay(batch), lr: batch.lr, ownsStats: false, keep: existing.tensors };
+  if (replay && existing?.fits(run, data, batch)) return { ...existing.replay(batch), lr: batch.lr, capture: existing };
   // Any other step makes the run's state its own again (copied out of the capture), then replaces it.
   if (existing) releaseCapture(run, existing);
   if (replay && CapturedTrainStep.possible(run)) {
     const { capture, result } = CapturedTrainStep.capture(run, data, batch);
     captures.set(run, capture);
-    return { ...result, lr: batch.lr, ownsStats: false, keep: capture.tensors };
+    return { ...result, lr: batch.lr, capture };
   }
   const result = eagerStep(run, batch);
   td.getBackend().flush();
-  return { ...result, lr: batch.lr, ownsStats: true, keep: new Set() };
+  return { ...result, lr: batch.lr, capture: null };
 }
 
 /** Drops a capture the run no longer uses as it is: the run's tensors it holds are copied first. */
@@ -120,7 +121,7 @@ function commitStep(run: TrainingRun, recorded: RecordedStep): void {
   run.params = td.keep(recorded.params);
   run.optimizer = { step: run.optimizer.step + 1, m: td.keep(recorded.m), v: td.keep(recorded.v) };
   run.ema = recorded.ema ? td.keep(recorded.ema) : null;
-  disposeReplaced(old, run, recorded.keep);
+  disposeReplaced(old, run, recorded.capture?.tensors);
   // A device backend: settle the old generation's buffers now, so the next step's buffer assignment repeats
   // this one's more often and finds its GPU bind groups cached (bench/webgpu-host.ts). A no-op on the CPU.
   td.getBackend().flush();
@@ -156,10 +157,10 @@ export async function trainStep(run: TrainingRun, data: DigitsDataset, options: 
     values = await recorded.stats.read();
   } catch (e) {
     // An eager step: the run keeps the old generation. (A replayed one rewrote it in place: discard the run.)
-    if (recorded.ownsStats) disposeReplaced({ params: recorded.params, m: recorded.m, v: recorded.v, ema: recorded.ema }, run);
+    if (!recorded.capture) disposeReplaced({ params: recorded.params, m: recorded.m, v: recorded.v, ema: recorded.ema }, run);
     throw e;
   } finally {
-    if (recorded.ownsStats) recorded.stats.dispose();
+    if (!recorded.capture) recorded.stats.dispose();
   }
   commitStep(run, recorded);
   return reportStep(run, run.step, recorded.lr, values);
@@ -175,7 +176,7 @@ export async function trainStep(run: TrainingRun, data: DigitsDataset, options: 
 export function startTrainStep(run: TrainingRun, data: DigitsDataset, options: TrainStepOptions = {}): Promise<StepReport> {
   const recorded = recordStep(run, data, options);
   const values = recorded.stats.read(); // the values as of this point of the stream
-  if (recorded.ownsStats) recorded.stats.dispose();
+  if (!recorded.capture) recorded.stats.dispose();
   commitStep(run, recorded);
   const step = run.step;
   // After the previous report (a failed one fails every later one: the history must not skip a step).
