@@ -1,5 +1,5 @@
 // WebGpuKernels.layerNorm and layerNormGradX against the reference (which accumulates row statistics in
-// float64): channel counts below, at and above the 64-wide workgroup, rows with a large mean next to a small
+// float64): channel counts below, at and above the 64-wide workgroup, 1 to 64 lanes per row, rows with a large mean next to a small
 // spread (the case E[x^2] - E[x]^2 would lose in float32), the U-Net's shapes.
 // Tolerances, with c = 1 + |mean| / std per row (x - mean in float32 carries an error of eps |mean|, which
 // normalization scales by 1 / std): layerNorm |err| <= 32 eps * (|xhat scale| + |bias| + c |scale|) + 32 eps;
@@ -14,6 +14,8 @@ const EPS = 2 ** -23;
 const CASES: [rows: number, cols: number, offset: number][] = [
   [1, 1, 0], [3, 5, 0], [7, 63, 0], [5, 64, 0], [9, 65, 0], [4, 200, 3], [2, 1024, 0], [16 * 64, 64, 0],
   [16 * 16, 128, 5], [16, 1536, 0], [300, 24, 100],
+  // Several rows per workgroup (layerNormLanes): a last workgroup with rows past the end, 1 to 64 lanes.
+  [173, 16, 2], [1000, 6, 0], [65, 5, 0], [3, 33, 0], [50, 3000, 1],
 ];
 
 test("layerNorm and its input gradient against the reference", async () => {

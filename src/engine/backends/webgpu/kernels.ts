@@ -16,7 +16,7 @@ import { f32Bits } from "./shaders/common.ts";
 import { binarySource, selectSource, unarySource } from "./shaders/elementwise.ts";
 import { CONV2D, CONV2D_KERNEL_GRAD, GEMM_EPILOGUE_PARAM_BASE, MATMUL, gemmWithEpilogue, splitKSumWithEpilogue } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
-import { LAYER_NORM, LAYER_NORM_GRAD_X, layerNormSource } from "./shaders/norm.ts";
+import { layerNormGradXSource, layerNormLanes, layerNormSource, layerNormWorkgroups } from "./shaders/norm.ts";
 import { ADAMW, ADAMW_DIRECTION, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
 import { REDUCE_PARAM_BASE, cumulativeSource, reduceSource } from "./shaders/reduce.ts";
 import { Recording, type ParamSlot } from "./recording.ts";
@@ -662,10 +662,12 @@ export class WebGpuKernels {
 
   // ---- layer normalization ---------------------------------------------------------------------
 
-  /** Layer normalization of `rows` rows of `cols` values (Backend.layerNorm); one workgroup per row. */
+  /** Layer normalization of `rows` rows of `cols` values (Backend.layerNorm); layerNormLanes(cols) invocations per row. */
   layerNorm(x: GpuArray, rows: number, cols: number, scale: GpuArray, bias: GpuArray, eps: number, out: GpuArray, enc: Encoder = this.encoder()): void {
     if (rows * cols === 0) return;
-    this.run(enc, "layerNorm", () => LAYER_NORM, "main", [rows, cols, f32Bits(eps)], [x.buffer, scale.buffer, bias.buffer, out.buffer], this.groups(rows));
+    const lanes = layerNormLanes(cols);
+    this.run(enc, `layerNorm:${lanes}`, () => layerNormSource(lanes), "main", [rows, cols, f32Bits(eps)], [x.buffer, scale.buffer, bias.buffer, out.buffer],
+      this.groups(layerNormWorkgroups(rows, cols)));
   }
 
   /**
@@ -678,16 +680,19 @@ export class WebGpuKernels {
     const others = program.leaves.filter((_, k) => k !== leaf);
     if (rows * cols === 0 || !this.epilogueFits(program, leaf, out, out2, 5 + others.length, 64 - FUSED_ELEMENTWISE_PARAM_BASE)) return false;
     const params = [rows, cols, f32Bits(eps), 0, ...program.params];
-    const source = () => layerNormSource({ declarations: fusedEpilogueDeclarations(program, leaf, "Out", 5), out2Binding: 5 + others.length });
-    this.run(enc, `layerNorm+fused#${this.programId(program)}@${leaf}`, source, "main", params,
-      [x.buffer, scale.buffer, bias.buffer, out.buffer, ...others.map((o) => o.buffer), out2.buffer], this.groups(rows));
+    const lanes = layerNormLanes(cols);
+    const source = () => layerNormSource(lanes, { declarations: fusedEpilogueDeclarations(program, leaf, "Out", 5), out2Binding: 5 + others.length });
+    this.run(enc, `layerNorm:${lanes}+fused#${this.programId(program)}@${leaf}`, source, "main", params,
+      [x.buffer, scale.buffer, bias.buffer, out.buffer, ...others.map((o) => o.buffer), out2.buffer], this.groups(layerNormWorkgroups(rows, cols)));
     return true;
   }
 
   /** The input gradient of layerNorm for the output cotangent g (Backend.layerNormGradX). */
   layerNormGradX(x: GpuArray, g: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray, enc: Encoder = this.encoder()): void {
     if (rows * cols === 0) return;
-    this.run(enc, "layerNormGradX", () => LAYER_NORM_GRAD_X, "main", [rows, cols, f32Bits(eps)], [x.buffer, g.buffer, scale.buffer, out.buffer], this.groups(rows));
+    const lanes = layerNormLanes(cols);
+    this.run(enc, `layerNormGradX:${lanes}`, () => layerNormGradXSource(lanes), "main", [rows, cols, f32Bits(eps)], [x.buffer, g.buffer, scale.buffer, out.buffer],
+      this.groups(layerNormWorkgroups(rows, cols)));
   }
 
   // ---- products -----------------------------------------------------------------------------------
