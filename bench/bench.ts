@@ -7,6 +7,7 @@
 //        --sampling BxK (e.g. 100x1000; 0 = skip; default 100x1000 on webgpu, else 0)
 //        --skip-forward  --skip-gemm  --json (ends with one line of JSON)
 //        --no-fuse (webgpu: one dispatch per elementwise op, for comparing against fusion)
+//        --gemm-rows 4|8 (webgpu: rows of a product per invocation, i.e. 64x64 or 128x64 tiles; default 4)
 // Every timing ends with a read back to the host (the step's loss, the sample, the product), so a device
 // backend is timed to completion, as a training loop that logs its loss sees it.
 import { availableParallelism, cpus } from "node:os";
@@ -148,10 +149,19 @@ if (has("no-fuse")) {
   const fused = td.getBackend() as InstanceType<typeof WebGpuBackend>;
   td.setBackend(new WebGpuBackend(fused.kernels, { fuseElementwise: false }));
 }
+const gemmRows = flag("gemm-rows");
+if (gemmRows !== undefined) {
+  if (active.name !== "webgpu") throw new Error("--gemm-rows applies to --backend webgpu");
+  if (gemmRows !== "4" && gemmRows !== "8") throw new Error(`--gemm-rows must be 4 or 8, got ${gemmRows}`);
+  const { WebGpuBackend } = await import("../src/engine/backends/webgpu/index.ts");
+  active.dispose?.();
+  td.setBackend(await WebGpuBackend.create({ gemmRows: Number(gemmRows) as 4 | 8, fuseElementwise: !has("no-fuse") }));
+}
 const threads = active.name === "cpu" ? 1 : availableParallelism();
 const result: Record<string, unknown> = { backend: active.name, threads, cpu: cpus()[0]?.model ?? "unknown", date: new Date().toISOString().slice(0, 10) };
 // Each figure is printed as soon as it is measured (a run cut short by a time limit keeps what it measured).
-console.log(`backend ${active.description}${has("no-fuse") ? " (elementwise fusion off)" : ""}, ${threads} thread(s), ${result.cpu}`);
+console.log(`backend ${active.description}${has("no-fuse") ? " (elementwise fusion off)" : ""}${gemmRows ? ` (gemmRows ${gemmRows})` : ""}, ${threads} thread(s), ${result.cpu}`);
+if (gemmRows) result.gemm_rows = Number(gemmRows);
 const rows = { push([what, value]: [string, string]): void { console.log(`${what.padEnd(82)}  ${value}`); } };
 const trainSteps: Record<string, number> = {};
 const pipelinedSteps: Record<string, number> = {};

@@ -1,26 +1,29 @@
 // GFLOP/s of the WebGPU GEMM kernels on whatever adapter is present (TINY_DIFFUSION_WEBGPU picks one):
 // a 1024^3 matmul and the U-Net's 3x3 convolutions at batch 172 on 8x8 digits (features 64): forward
-// (M = 172*H*W, K = 9*C, N = C_out) and kernel gradient (M = 9*C, K = 172*H*W, N = C_out).
-//   node --import tsx bench/webgpu-gemm.ts            (QUICK=1: fewer repetitions; FEATURES=16|32|64)
+// (M = 172*H*W, K = 9*C, N = C_out) and kernel gradient (M = 9*C, K = 172*H*W, N = C_out), for each tile
+// height (the backend's gemmRows: 4 rows per invocation = 64x64 tiles, 8 = 128x64) side by side.
+//   node --import tsx bench/webgpu-gemm.ts            (QUICK=1: fewer repetitions; FEATURES=16|32|64; ROWS=4,8)
 // Each measurement encodes `reps` launches into one submit and waits for the queue to drain, so the time
 // is GPU time plus one submit; the first (compiling) launch is not timed.
 import { describeAdapter } from "../src/engine/backends/webgpu/device.ts";
 import { WebGpuKernels, type GpuArray } from "../src/engine/backends/webgpu/kernels.ts";
+import type { GemmRows } from "../src/engine/backends/webgpu/shaders/gemm.ts";
 
-const k = await WebGpuKernels.create();
-console.log(`adapter: ${describeAdapter(k.info!)}`);
+const rowsList = (process.env.ROWS ?? "4,8").split(",").map((r) => Number(r) as GemmRows);
+const all = await Promise.all(rowsList.map((gemmRows) => WebGpuKernels.create({ gemmRows })));
+console.log(`adapter: ${describeAdapter(all[0]!.info!)}`);
 const quick = !!process.env.QUICK;
 const features = Number(process.env.FEATURES ?? 64);
 const batch = Number(process.env.BATCH ?? 172);
 
-function random(n: number): GpuArray {
+function random(k: WebGpuKernels, n: number): GpuArray {
   const a = new Float32Array(n);
   for (let i = 0; i < n; i++) a[i] = Math.random() * 2 - 1;
   return k.upload(a);
 }
 
 /** Seconds per launch: launches until ~minSeconds have passed (at least 2 after a warm-up). */
-async function time(launch: () => void, flops: number): Promise<number> {
+async function time(k: WebGpuKernels, launch: () => void, flops: number): Promise<number> {
   launch();
   await k.sync();
   const minSeconds = quick ? 0.3 : 1.5;
@@ -36,20 +39,32 @@ async function time(launch: () => void, flops: number): Promise<number> {
   }
 }
 
-function report(name: string, flops: number, seconds: number): void {
-  console.log(`${name.padEnd(44)} ${(seconds * 1e3).toFixed(2).padStart(10)} ms ${(flops / seconds / 1e9).toFixed(1).padStart(9)} GFLOP/s`);
+console.log(`${"".padEnd(44)} ${rowsList.map((r) => `${r} rows: ms     GFLOP/s`.padStart(28)).join("")}`);
+const totals = rowsList.map(() => 0);
+/** Times `setup`'s launch on every kernel set; `launch` gets that set's kernels and buffers. */
+async function measure(name: string, flops: number, setup: (k: WebGpuKernels) => { launch: () => void; buffers: GpuArray[] }): Promise<void> {
+  const cells: string[] = [];
+  for (const [i, k] of all.entries()) {
+    const { launch, buffers } = setup(k);
+    const seconds = await time(k, launch, flops);
+    totals[i] += seconds;
+    cells.push(`${(seconds * 1e3).toFixed(3).padStart(14)} ${(flops / seconds / 1e9).toFixed(1).padStart(11)}  `);
+    for (const t of buffers) k.release(t);
+  }
+  console.log(`${name.padEnd(44)} ${cells.join("")}`);
 }
 
 {
   const n = 1024;
-  const a = random(n * n);
-  const b = random(n * n);
-  const c = k.alloc("float32", n * n);
   const flops = 2 * n * n * n;
-  report("matmul 1024x1024x1024", flops, await time(() => k.matmul(a, b, c, { batch: 1, m: n, n, k: n, transA: false, transB: false, aBatchStride: 0, bBatchStride: 0 }), flops));
-  report("matmul 1024^3, A and B transposed", flops, await time(() => k.matmul(a, b, c, { batch: 1, m: n, n, k: n, transA: true, transB: true, aBatchStride: 0, bBatchStride: 0 }), flops));
-  for (const t of [a, b, c]) k.release(t);
+  for (const trans of [false, true]) {
+    await measure(trans ? "matmul 1024^3, A and B transposed" : "matmul 1024x1024x1024", flops, (k) => {
+      const [a, b, c] = [random(k, n * n), random(k, n * n), k.alloc("float32", n * n)];
+      return { launch: () => k.matmul(a, b, c, { batch: 1, m: n, n, k: n, transA: trans, transB: trans, aBatchStride: 0, bBatchStride: 0 }), buffers: [a, b, c] };
+    });
+  }
 }
+totals.fill(0); // the sums below are of the U-Net's products only
 
 const f = features;
 // [spatial size, C in, C out] of the U-Net's 3x3 convolutions (down path, then up path with concatenated skips).
@@ -61,13 +76,16 @@ for (const [s, c, o] of convs) {
   const args = { b: batch, h: s, w: s, c, kh: 3, kw: 3, o, pad: 1, oh: s, ow: s };
   const M = batch * s * s;
   const K = 9 * c;
-  const x = random(M * c);
-  const w = random(K * o);
-  const y = k.alloc("float32", M * o);
   const flops = 2 * M * K * o;
-  report(`conv2d ${s}x${s} ${c}->${o} (M ${M}, K ${K}, N ${o})`, flops, await time(() => k.conv2d(x, w, y, args), flops));
-  report(`  kernel grad (M ${K}, K ${M}, N ${o})`, flops, await time(() => k.conv2dKernelGrad(x, y, w, args), flops));
-  for (const t of [x, w, y]) k.release(t);
+  const operands = (k: WebGpuKernels) => [random(k, M * c), random(k, K * o), k.alloc("float32", M * o)] as const;
+  await measure(`conv2d ${s}x${s} ${c}->${o} (M ${M}, K ${K}, N ${o})`, flops, (k) => {
+    const [x, w, y] = operands(k);
+    return { launch: () => k.conv2d(x, w, y, args), buffers: [x, w, y] };
+  });
+  await measure(`  kernel grad (M ${K}, K ${M}, N ${o})`, flops, (k) => {
+    const [x, w, y] = operands(k);
+    return { launch: () => k.conv2dKernelGrad(x, y, w, args), buffers: [x, w, y] };
+  });
 }
-console.log(JSON.stringify(k.stats()));
-k.destroy();
+console.log(`${"sum of the convolutions above (ms)".padEnd(44)} ${totals.map((t) => `${(t * 1e3).toFixed(3).padStart(14)}${"".padStart(14)}`).join("")}`);
+for (const k of all) k.destroy();

@@ -8,12 +8,13 @@
 #                                           # the tests and benches need, Debian's libvulkan1, the JAX anchor
 #   there:  bash scripts/gpu-kit.sh run     # device run, carry [".gpukit"], timeout_s 600: unpacks, then
 #                                           # parity tests, bench (features 64 then 16, sampling 100 x 1000),
-#                                           # host recording, GPU time per kernel (timestamp queries),
-#                                           # JAX on the same GPU; logs in $OUT
+#                                           # GEMM tiles 64x64 vs 128x64 (products, then the step), GPU time
+#                                           # per kernel (timestamp queries), JAX on the same GPU, host
+#                                           # recording; logs in $OUT
 #
 # Rehearse `run` on a clone of this repo with .gpukit copied in and no node_modules (lavapipe, no JAX):
 #   TINY_DIFFUSION_WEBGPU=vulkan OUT=/tmp/kit-out BENCH_FEATURES=4 BENCH_STEPS=1 BENCH_WARMUP=1 BENCH_SAMPLING=4x3 HOST_FEATURES=4 HOST_STEPS=3 \
-#     PROFILE_FEATURES=4 PROFILE_SAMPLER_STEPS=2 bash scripts/gpu-kit.sh run
+#     PROFILE_FEATURES=4 PROFILE_SAMPLER_STEPS=2 GEMM_FEATURES=4 bash scripts/gpu-kit.sh run
 # Each stage has its own time limit, so a slow stage costs only itself and the rest still report.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -60,19 +61,25 @@ run() {
   export TINY_DIFFUSION_WEBGPU=${TINY_DIFFUSION_WEBGPU:-gpu}
   { nvidia-smi -L 2>/dev/null; nproc; grep -m1 'model name' /proc/cpuinfo; node --version; date -u; } | tee "$OUT/machine.txt"
 
-  stage parity 200 node scripts/run-tests.mjs engine-webgpu
-  stage bench 240 node --import tsx bench/bench.ts --backend webgpu --features "${BENCH_FEATURES:-64,16}" \
+  # Most wanted first: one command may run 600 s, and a stage cut short by it still leaves its log.
+  stage parity 150 node scripts/run-tests.mjs engine-webgpu
+  local features=${BENCH_FEATURES:-64,16}
+  stage bench 200 node --import tsx bench/bench.ts --backend webgpu --features "$features" \
     --steps "${BENCH_STEPS:-5}" --warmup "${BENCH_WARMUP:-20}" --sampling "${BENCH_SAMPLING:-100x1000}"
-  stage profile 90 env FEATURES="${PROFILE_FEATURES:-64}" SAMPLER_STEPS="${PROFILE_SAMPLER_STEPS:-4}" TOP=30 node --import tsx bench/webgpu-profile.ts
+  # Which tile height to make the default: the products alone, then the whole step with 128x64 tiles.
+  stage gemm 60 env QUICK=1 FEATURES="${GEMM_FEATURES:-64}" node --import tsx bench/webgpu-gemm.ts
+  stage bench-rows8 120 node --import tsx bench/bench.ts --backend webgpu --gemm-rows 8 --features "${features%%,*}" \
+    --steps "${BENCH_STEPS:-5}" --warmup "${BENCH_WARMUP:-20}" --sampling "${BENCH_SAMPLING:-100x1000}" --skip-forward --skip-gemm
+  stage profile 60 env FEATURES="${PROFILE_FEATURES:-64}" SAMPLER_STEPS="${PROFILE_SAMPLER_STEPS:-4}" TOP=30 node --import tsx bench/webgpu-profile.ts
   if python3 -c 'import jax, flax, optax' 2>/dev/null; then
     # Its pictures and arrays stay there: at most 8 files come back from $OUT, and the logs matter more.
-    stage jax 150 python3 "$KIT/seed_jax.py" --epochs 25 --features 64 --train-all-params --sample-n 100 \
+    stage jax 120 python3 "$KIT/seed_jax.py" --epochs 25 --features 64 --train-all-params --sample-n 100 \
       --data data/digits.csv.gz --split-json data/split_digit1.json --no-recon --out /tmp/gpu-kit/jax
     cp /tmp/gpu-kit/jax/result.json "$OUT/jax-result.json" 2>/dev/null
   else
     echo "jax: not installed here, skipped" | tee -a "$OUT/summary.txt"
   fi
-  stage host 60 env FEATURES="${HOST_FEATURES:-64}" STEPS="${HOST_STEPS:-30}" node --import tsx bench/webgpu-host.ts
+  stage host 30 env FEATURES="${HOST_FEATURES:-64}" STEPS="${HOST_STEPS:-30}" node --import tsx bench/webgpu-host.ts
   cat "$OUT/summary.txt"
 }
 

@@ -1,6 +1,6 @@
 // WebGpuKernels.conv2d (implicit GEMM) and conv2dKernelGrad (implicit im2col^T @ g) against the reference:
 // kernel sizes 1x1 / 2x3 / 3x3 / 5x5, paddings 0..2, 1x1 and odd spatial maps, channel counts that do not
-// divide the tiles, batches, and split-K forced on and off.
+// divide the tiles, batches, split-K forced on and off, and both tile heights (4 and 8 rows per invocation).
 // Tolerance: |err| <= 2e-6 * sqrt(K) * sum |x w| + 1e-30 with K the reduction length (kh*kw*c for conv2d,
 // b*oh*ow for the kernel gradient); the scale is the same op on |x| and |w|.
 import { test } from "node:test";
@@ -62,6 +62,16 @@ test("conv2d and conv2dKernelGrad: split-K", async () => {
   const k = await kernels({ splitKMinWorkgroups: 1 << 20, splitKMinLength: 16 });
   let seed = 100;
   for (const cs of CASES) await checkConv(k, cs, seed++, "split-K");
+});
+
+test("conv2d and conv2dKernelGrad with 8 rows per invocation (128x64 tiles): single-pass and split-K", async () => {
+  const single = await kernels({ splitKMinWorkgroups: 1, gemmRows: 8 });
+  const split = await kernels({ splitKMinWorkgroups: 1 << 20, splitKMinLength: 16, gemmRows: 8 });
+  let seed = 300;
+  for (const cs of CASES) {
+    await checkConv(single, cs, seed++, "8 rows, single-pass");
+    await checkConv(split, cs, seed++, "8 rows, split-K");
+  }
 });
 
 test("conv2d: the U-Net's 8x8 shapes at batch 16 (3x3 64->64, 1x1 shortcut 192->64, final 64->1)", async () => {

@@ -37,8 +37,9 @@ async function on(b: td.Backend, fn: () => td.Tensor[]): Promise<Float64Array[]>
 }
 
 // (kh, kw, c, o): a 3x3 kernel (the flip rotates taps and transposes channels), a 1x1 one (a transpose:
-// conv2d runs as a matmul with B transposed), and odd channel counts across the 64-wide GEMM tiles.
-const CASES: [number, number, number, number][] = [[3, 3, 5, 7], [1, 1, 6, 3], [3, 3, 67, 2]];
+// conv2d runs as a matmul with B transposed), odd channel counts across the 64-wide GEMM tiles, and 40
+// output channels: the input gradient's K = 9 * 40 splits in two, the second split starting mid-tap.
+const CASES: [number, number, number, number][] = [[3, 3, 5, 7], [1, 1, 6, 3], [3, 3, 67, 2], [3, 3, 5, 40]];
 
 test("a convolution's input gradient reads the kernel flipped: no flip kernel runs, values as the reference", async () => {
   const g = await backend();

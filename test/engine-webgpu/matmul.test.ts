@@ -1,6 +1,6 @@
 // WebGpuKernels.matmul against the reference backend: every transA/transB combination, batches with stride-0
 // broadcast of either operand, sizes that do not divide the 64x64x16 tiles, M/N/K of 1, K = 0, and split-K
-// (forced with splitKMinWorkgroups) next to the single-pass kernel.
+// (forced with splitKMinWorkgroups) next to the single-pass kernel; the same with 128x64 tiles (gemmRows 8).
 // Tolerance: |err| <= 2e-6 * sqrt(K) * sum_k |a_ik b_kj| + 1e-30 (float32 accumulation; the reference
 // accumulates in float64 and rounds once).
 import { test } from "node:test";
@@ -49,6 +49,17 @@ test("matmul: split-K (partial products summed by the reduce kernel)", async () 
   let seed = 500;
   const shapes: Dims[] = [[1, 7, 1000, 6], [1, 130, 260, 70], [1, 2, 513, 1], [2, 33, 600, 9], [3, 20, 2000, 5, true], [1, 64, 4096, 64]];
   for (const dims of shapes) for (const transA of [false, true]) for (const transB of [false, true]) await check(k, dims, transA, transB, seed++, "split-K");
+});
+
+test("matmul with 8 rows per invocation (128x64 tiles): transposes, broadcast, single-pass and split-K", async () => {
+  const single = await kernels({ splitKMinWorkgroups: 1, gemmRows: 8 });
+  const split = await kernels({ splitKMinWorkgroups: 1 << 20, splitKMinLength: 16, gemmRows: 8 });
+  let seed = 700;
+  const shapes: Dims[] = [[1, 1, 1, 1], [1, 65, 17, 63], [1, 130, 260, 70], [1, 257, 40, 5], [6, 13, 21, 10, true], [3, 70, 40, 66, false, true]];
+  for (const dims of shapes) for (const transA of [false, true]) for (const transB of [false, true]) {
+    await check(single, dims, transA, transB, seed++, "8 rows, single-pass");
+    await check(split, dims, transA, transB, seed++, "8 rows, split-K");
+  }
 });
 
 test("matmul: K = 0 gives zeros; empty outputs are a no-op", async () => {

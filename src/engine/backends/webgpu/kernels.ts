@@ -14,7 +14,7 @@ import { BufferPool, MAP_MODE_READ, ParamArena, USAGE } from "./buffers.ts";
 import { createGpuDevice, type GpuAdapterSummary, type GpuContext, type GpuDeviceOptions } from "./device.ts";
 import { f32Bits } from "./shaders/common.ts";
 import { binarySource, selectSource, unarySource } from "./shaders/elementwise.ts";
-import { CONV2D, CONV2D_KERNEL_GRAD, GEMM_EPILOGUE_PARAM_BASE, MATMUL, gemmWithEpilogue, splitKSumWithEpilogue } from "./shaders/gemm.ts";
+import { GEMM_EPILOGUE_PARAM_BASE, type GemmRows, conv2dKernelGradSource, conv2dSource, gemmWithEpilogue, matmulSource, splitKSumWithEpilogue } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
 import { layerNormGradXSource, layerNormLanes, layerNormSource, layerNormWorkgroups } from "./shaders/norm.ts";
 import { ADAMW, ADAMW_DIRECTION, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
@@ -26,60 +26,16 @@ import { FUSED_ELEMENTWISE_PARAM_BASE, fusedElementwiseSource, fusedEpilogueDecl
 import { NORMAL_FROM_KEY } from "./shaders/random.ts";
 import { SCAN, SCATTER_COUNT, SCATTER_FILL, SCATTER_UNIQUE, scatterSumSource } from "./shaders/scatter.ts";
 
-export type GpuDType = "float32" | "int32";
-
-/** A fused expression to run in a producer kernel after it stores `out`: its leaf `leaf` is that output. */
-export interface GemmEpilogue {
-  readonly program: FusedProgram<GpuArray>;
-  readonly leaf: number;
-  readonly out2: GpuArray;
-}
-
-/** A typed array living in a GPU buffer (the buffer may be larger: pool size classes). */
-export interface GpuArray {
-  readonly buffer: GPUBuffer;
-  readonly length: number;
-  readonly dtype: GpuDType;
-}
+export type { GemmEpilogue, GpuArray, GpuDType, KernelStats, ScatterPlan, WebGpuKernelsOptions } from "./types.ts";
+import type { GemmEpilogue, GpuArray, GpuDType, KernelStats, ScatterPlan, WebGpuKernelsOptions } from "./types.ts";
 
 /** A GpuArray as the kernels hand it out: `released` guards against a second release. */
 interface PooledArray extends GpuArray {
   released: boolean;
 }
 
-/** An inverse index for scatterAdd built on the CPU: perm[offsets[j] .. offsets[j+1]) are the inputs of output j, in increasing order. */
-export interface ScatterPlan {
-  readonly offsets: GpuArray;
-  readonly perm: GpuArray;
-  readonly inputs: number;
-  readonly outputs: number;
-}
-
-export interface WebGpuKernelsOptions {
-  /**
-   * Matmuls and convolutions with fewer output tiles than this split K across workgroups (partial
-   * products summed afterwards). Default: 256 on a GPU, 4 on a software adapter.
-   */
-  splitKMinWorkgroups?: number;
-  /** The least K each split gets (default 128). */
-  splitKMinLength?: number;
-  /**
-   * Storage buffers one kernel may bind (default: the device's limit). Kernels pick smaller forms under 8
-   * (AdamW in three dispatches; fused expressions with fewer leaves); 4 is WebGPU's compatibility mode.
-   */
-  maxStorageBuffers?: number;
-}
-
-export interface KernelStats {
-  dispatches: number;
-  submits: number;
-  /** Bind groups created; the other dispatches found theirs in the cache. */
-  bindGroupsCreated: number;
-  pipelines: number;
-  /** Bytes of storage buffers the pool has created, and how many of them are free. */
-  allocatedBytes: number;
-  freeBytes: number;
-}
+/** The GEMM family's kernels. */
+type GemmKernel = "matmul" | "conv2d" | "conv2dKernelGrad";
 
 type Encoder = GPUCommandEncoder;
 type Grid = [number, number, number];
@@ -119,6 +75,9 @@ export class WebGpuKernels {
   private readonly errors: string[] = [];
   private readonly splitKMinWorkgroups: number;
   private readonly splitKMinLength: number;
+  private readonly gemmRows: GemmRows;
+  /** The GEMM family's sources for gemmRows, and their pipeline keys ("conv2d", or "conv2d:r8" for 8 rows). */
+  private readonly gemmKernels: Record<GemmKernel, { key: string; source: string }>;
   private readonly maxGroups: number;
   /** Storage buffers a kernel may bind (options.maxStorageBuffers, at most the device's limit). */
   readonly maxStorageBuffers: number;
@@ -136,6 +95,14 @@ export class WebGpuKernels {
     this.info = context?.info ?? null;
     this.splitKMinWorkgroups = options.splitKMinWorkgroups ?? (this.info?.software ? 4 : 256);
     this.splitKMinLength = Math.max(16, options.splitKMinLength ?? 128);
+    this.gemmRows = options.gemmRows ?? 4;
+    if (this.gemmRows !== 4 && this.gemmRows !== 8) throw new Error(`webgpu: gemmRows must be 4 or 8, got ${String(this.gemmRows)}`);
+    const suffix = this.gemmRows === 4 ? "" : `:r${this.gemmRows}`;
+    this.gemmKernels = {
+      matmul: { key: `matmul${suffix}`, source: matmulSource(this.gemmRows) },
+      conv2d: { key: `conv2d${suffix}`, source: conv2dSource(this.gemmRows) },
+      conv2dKernelGrad: { key: `conv2dKernelGrad${suffix}`, source: conv2dKernelGradSource(this.gemmRows) },
+    };
     this.maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
     this.maxStorageBuffers = Math.min(options.maxStorageBuffers ?? Infinity, device.limits.maxStorageBuffersPerShaderStage);
     if (this.maxStorageBuffers < 4) throw new Error(`webgpu: kernels need 4 storage buffers per stage, got ${this.maxStorageBuffers}`);
@@ -722,7 +689,7 @@ export class WebGpuKernels {
     this.run(enc, "adamwP", () => ADAMW_P, "main", params, [p.buffer, scalars.buffer, outP.buffer], grid);
   }
 
-  /** How many K splits for a product with `tiles` 64x64 output tiles. */
+  /** How many K splits for a product with `tiles` output tiles. */
   private splitsFor(tiles: number, k: number): number {
     if (tiles >= this.splitKMinWorkgroups) return 1;
     return Math.max(1, Math.min(64, Math.ceil((2 * this.splitKMinWorkgroups) / tiles), Math.floor(k / this.splitKMinLength)));
@@ -734,9 +701,10 @@ export class WebGpuKernels {
    * GemmEpilogue) the last kernel also runs the expression; returns false, having done nothing, when it
    * cannot (more than 32 splits, too many buffers or parameter words).
    */
-  private gemm(enc: Encoder, key: string, source: string, m: number, n: number, k: number, batch: number, a: GPUBuffer, b: GPUBuffer, out: GpuArray,
+  private gemm(enc: Encoder, kernel: GemmKernel, m: number, n: number, k: number, batch: number, a: GPUBuffer, b: GPUBuffer, out: GpuArray,
     params: (kLen: number) => number[], epilogue?: GemmEpilogue): boolean {
-    const tilesM = Math.ceil(m / 64);
+    const { key, source } = this.gemmKernels[kernel];
+    const tilesM = Math.ceil(m / (16 * this.gemmRows));
     const tilesN = Math.ceil(n / 64);
     let splits = this.splitsFor(tilesM * tilesN * batch, k);
     const kLen = Math.ceil(Math.ceil(k / splits) / 16) * 16;
@@ -803,7 +771,7 @@ export class WebGpuKernels {
       this.fill(out, 0, enc);
       return true;
     }
-    return this.gemm(enc, "matmul", MATMUL, m, n, k, batch, a.buffer, b.buffer, out, (kLen) => [
+    return this.gemm(enc, "matmul", m, n, k, batch, a.buffer, b.buffer, out, (kLen) => [
       m, n, k, transA ? 1 : 0, transB ? 1 : 0, aBatchStride, bBatchStride, batch, kLen,
     ], epilogue);
   }
@@ -831,7 +799,7 @@ export class WebGpuKernels {
     const M = b * oh * ow;
     const K = kh * kw * c;
     if (M * o === 0 || K === 0) return !epilogue;
-    return this.gemm(enc, "conv2d", CONV2D, M, o, K, 1, x.buffer, kernel.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen, flipped ? 1 : 0], epilogue);
+    return this.gemm(enc, "conv2d", M, o, K, 1, x.buffer, kernel.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen, flipped ? 1 : 0], epilogue);
   }
 
   /** out[kh,kw,c,o] = sum over b,i,j of xpad[b,i+di,j+dj,c] * g[b,i,j,o]: implicit im2col^T @ g. */
@@ -848,7 +816,7 @@ export class WebGpuKernels {
       this.fill(out, 0, enc);
       return;
     }
-    this.gemm(enc, "conv2dKernelGrad", CONV2D_KERNEL_GRAD, M, o, K, 1, x.buffer, g.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen]);
+    this.gemm(enc, "conv2dKernelGrad", M, o, K, 1, x.buffer, g.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen]);
   }
 
   // ---- data movement ------------------------------------------------------------------------------

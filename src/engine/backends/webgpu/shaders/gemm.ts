@@ -2,12 +2,15 @@
 // on NHWC/HWIO (im2col done by the tile loader, never materialized) and the conv kernel gradient
 // (implicit im2col^T @ g).
 //
-// All three share one tiling: a 256-invocation workgroup computes a 64x64 tile of C, each invocation a
-// 4x4 block (rows 4*ty.., columns 4*tx..); K advances in steps of 16, staging a 64x16 tile of A and a
-// 16x64 tile of B in workgroup memory as vec4s (8 KiB). Every invocation loads 4 consecutive rows of A
-// at one k (or 4 consecutive columns of B), with neighbouring invocations on neighbouring addresses of
-// the operand's memory layout. workgroup_id.z is split * batch + batch index: split-K runs write partial
-// tiles to [splits, batch, M, N], summed afterwards by the reduce kernel.
+// All three share one tiling: a 256-invocation workgroup computes a (16 R)x64 tile of C, each invocation
+// an Rx4 block (rows R*ty.., columns 4*tx..), R = 4 (64x64 tiles) or 8 (128x64: twice the multiply-adds
+// per value staged; a backend option until a GPU profile picks). K advances in steps of 16, staging a
+// (16 R)x16 tile of A and a 16x64 tile of B in workgroup memory as vec4s. Every invocation loads R/4
+// groups of 4 consecutive rows of A at one k, 64 rows apart (or 4 consecutive columns of B), with
+// neighbouring invocations on neighbouring addresses of the operand's memory layout. The convolutions'
+// loaders count their k in its digits (tap, channel; image, row, column) instead of dividing each step.
+// workgroup_id.z is split * batch + batch index: split-K runs write partial tiles to [splits, batch, M, N],
+// summed afterwards by the reduce kernel.
 
 import { COMMON } from "./common.ts";
 
@@ -58,25 +61,35 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 `;
 }
 
-const TILE = /* wgsl */ `
+/** Rows of C per invocation: the tile is (16 * rows) x 64. */
+export type GemmRows = 4 | 8;
+
+const repeat = (n: number, line: (i: number) => string): string => Array.from({ length: n }, (_, i) => line(i)).join("\n");
+
+/** Workgroup memory, the multiply of one staged K step and the store of C, for R rows per invocation. */
+function tile(rows: GemmRows): string {
+  const groups = rows / 4;
+  return /* wgsl */ `
 const TK = 16u;
-var<workgroup> As: array<vec4<f32>, 256>; // [k][m / 4]
+const TM = ${rows}u; // rows of C per invocation
+const TILE_M = ${16 * rows}u;
+var<workgroup> As: array<vec4<f32>, ${16 * 4 * rows}>; // [k][m / 4]
 var<workgroup> Bs: array<vec4<f32>, 256>; // [k][n / 4]
 
-fn multiplyTile(acc: ptr<function, array<vec4<f32>, 4>>, tx: u32, ty: u32) {
+fn multiplyTile(acc: ptr<function, array<vec4<f32>, TM>>, tx: u32, ty: u32) {
   for (var k = 0u; k < TK; k++) {
-    let a = As[k * 16u + ty];
     let b = Bs[k * 16u + tx];
-    (*acc)[0] += a.x * b;
-    (*acc)[1] += a.y * b;
-    (*acc)[2] += a.z * b;
-    (*acc)[3] += a.w * b;
+${repeat(groups, (g) => `    let a${g} = As[k * ${4 * rows}u + ty * ${groups}u + ${g}u];
+    (*acc)[${4 * g}] += a${g}.x * b;
+    (*acc)[${4 * g + 1}] += a${g}.y * b;
+    (*acc)[${4 * g + 2}] += a${g}.z * b;
+    (*acc)[${4 * g + 3}] += a${g}.w * b;`)}
   }
 }
 
-fn storeTile(acc: ptr<function, array<vec4<f32>, 4>>, m0: u32, n0: u32, tx: u32, ty: u32, M: u32, N: u32, cOff: u32) {
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + ty * 4u + i;
+fn storeTile(acc: ptr<function, array<vec4<f32>, TM>>, m0: u32, n0: u32, tx: u32, ty: u32, M: u32, N: u32, cOff: u32) {
+  for (var i = 0u; i < TM; i++) {
+    let m = m0 + ty * TM + i;
     if (m >= M) { break; }
     let row = (*acc)[i];
     for (var j = 0u; j < 4u; j++) {
@@ -86,6 +99,7 @@ fn storeTile(acc: ptr<function, array<vec4<f32>, 4>>, m0: u32, n0: u32, tx: u32,
   }
 }
 `;
+}
 
 /** B tile loader shared by all three (B is [K, N] or, with transB, [N, K]). */
 const LOAD_B = /* wgsl */ `
@@ -109,23 +123,26 @@ fn loadB(t: u32, n0: u32, k0: u32, kEnd: u32, N: u32, K: u32, transB: bool, bOff
  * C[z] = op(A[z]) @ op(B[z]). P(0) = M, P(1) = N, P(2) = K, P(3) = transA, P(4) = transB,
  * P(5) = A batch stride, P(6) = B batch stride, P(7) = batch, P(8) = K per split.
  */
-export const MATMUL = /* wgsl */ `${COMMON}
+export function matmulSource(rows: GemmRows): string {
+  return /* wgsl */ `${COMMON}
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<f32>;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
-${TILE}${LOAD_B}
+${tile(rows)}${LOAD_B}
 fn loadA(t: u32, m0: u32, k0: u32, kEnd: u32, M: u32, K: u32, transA: bool, aOff: u32) {
   let ak = select(t % 16u, t / 16u, transA);
   let am = select(t / 16u, t % 16u, transA) * 4u;
   let k = k0 + ak;
-  var v = vec4<f32>(0.0);
-  if (k < kEnd) {
-    for (var i = 0u; i < 4u; i++) {
-      let m = m0 + am + i;
-      if (m < M) { v[i] = A[aOff + select(m * K + k, k * M + m, transA)]; }
+  for (var g = 0u; g < TM / 4u; g++) {
+    var v = vec4<f32>(0.0);
+    if (k < kEnd) {
+      for (var i = 0u; i < 4u; i++) {
+        let m = m0 + g * 64u + am + i;
+        if (m < M) { v[i] = A[aOff + select(m * K + k, k * M + m, transA)]; }
+      }
     }
+    As[ak * (TILE_M / 4u) + (g * 64u + am) / 4u] = v;
   }
-  As[ak * 16u + am / 4u] = v;
 }
 
 @compute @workgroup_size(16, 16)
@@ -140,11 +157,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let split = wid.z / batch;
   let aOff = b * P(5);
   let bOff = b * P(6);
-  let m0 = wid.y * 64u;
+  let m0 = wid.y * TILE_M;
   let n0 = wid.x * 64u;
   let kBegin = split * P(8);
   let kEnd = min(K, kBegin + P(8));
-  var acc: array<vec4<f32>, 4>;
+  var acc: array<vec4<f32>, TM>;
   for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
     loadA(t, m0, k0, kEnd, M, K, transA, aOff);
     loadB(t, n0, k0, kEnd, N, K, transB, bOff);
@@ -155,6 +172,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   storeTile(&acc, m0, n0, lid.x, lid.y, M, N, wid.z * M * N);
 }
 `;
+}
 
 /**
  * conv2d as C[M = b*oh*ow, N = o] = im2col(x)[M, K = kh*kw*c] @ kernel[K, N]. The A loader reads x directly:
@@ -162,19 +180,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  * P(0) = M, P(1) = N, P(2) = K, P(3) = h, P(4) = w, P(5) = c, P(6) = kw, P(7) = pad, P(8) = oh, P(9) = ow,
  * P(10) = K per split, P(11) = 1 to read the kernel as flipKernel(kernel) would hold it.
  */
-export const CONV2D = /* wgsl */ `${COMMON}
+export function conv2dSource(rows: GemmRows): string {
+  return /* wgsl */ `${COMMON}
 @group(0) @binding(1) var<storage, read> A: array<f32>; // x [b, h, w, c]
 @group(0) @binding(2) var<storage, read> B: array<f32>; // kernel [kh, kw, c, o] (flipped: [kh, kw, o, c])
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
-${TILE}${LOAD_B}
-// B as flipKernel(B) would hold it: tap t is the transposed [N, c] block of tap taps - 1 - t.
-fn loadFlippedB(t: u32, n0: u32, k0: u32, kEnd: u32, N: u32, c: u32, taps: u32) {
+${tile(rows)}${LOAD_B}
+// B as flipKernel(B) would hold it: tap t is the transposed [N, c] block of tap taps - 1 - t. Row k of B
+// is (tap, ci) = (k / c, k % c), counted by the caller.
+fn loadFlippedB(t: u32, n0: u32, k0: u32, kEnd: u32, N: u32, c: u32, taps: u32, tap: u32, ci: u32) {
   let bk = t / 16u;
   let bn = (t % 16u) * 4u;
   let k = k0 + bk;
   var v = vec4<f32>(0.0);
   if (k < kEnd) {
-    let tapBase = (taps - 1u - k / c) * N * c + k % c;
+    let tapBase = (taps - 1u - tap) * N * c + ci;
     for (var j = 0u; j < 4u; j++) {
       let n = n0 + bn + j;
       if (n < N) { v[j] = B[tapBase + n * c]; }
@@ -194,43 +214,67 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let pad = i32(P(7));
   let oh = P(8);
   let ow = P(9);
-  let m0 = wid.y * 64u;
+  let m0 = wid.y * TILE_M;
   let n0 = wid.x * 64u;
   let kBegin = wid.z * P(10);
   let kEnd = min(K, kBegin + P(10));
-  // This invocation always loads the same 4 rows (output pixels) of A: decompose them once.
+  // This invocation always loads the same rows (output pixels) of A, 4 at a time 64 apart: decompose them once.
   let ak = t % 16u;
   let am = (t / 16u) * 4u;
-  var rowImage: array<i32, 4>; // n * h, or -1 past the last row
-  var rowY: array<i32, 4>;
-  var rowX: array<i32, 4>;
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + am + i;
+  var rowImage: array<i32, TM>; // n * h, or -1 past the last row
+  var rowY: array<i32, TM>;
+  var rowX: array<i32, TM>;
+  for (var r = 0u; r < TM; r++) {
+    let m = m0 + (r / 4u) * 64u + am + r % 4u;
     let n = m / (oh * ow);
     let rem = m % (oh * ow);
-    rowImage[i] = select(-1, i32(n) * h, m < M);
-    rowY[i] = i32(rem / ow) - pad;
-    rowX[i] = i32(rem % ow) - pad;
+    rowImage[r] = select(-1, i32(n) * h, m < M);
+    rowY[r] = i32(rem / ow) - pad;
+    rowX[r] = i32(rem % ow) - pad;
   }
-  var acc: array<vec4<f32>, 4>;
+  // k = (di * kw + dj) * c + ci, counted in those digits: the loop adds TK, digit by digit with carries
+  // (stepCi, stepDj, stepDi are TK's digits), so no division runs per step.
+  let k1 = kBegin + ak;
+  var ci = k1 % c;
+  var dj = (k1 / c) % kw;
+  var di = k1 / c / kw;
+  let stepCi = TK % c;
+  let stepDj = (TK / c) % kw;
+  let stepDi = TK / c / kw;
+  // The flipped B loader's row k0 + t / 16 as (tap, ci), counted the same way.
+  let kB = kBegin + t / 16u;
+  var bCi = kB % c;
+  var bTap = kB / c;
+  let stepTap = TK / c;
+  var acc: array<vec4<f32>, TM>;
   for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
     let k = k0 + ak;
-    var v = vec4<f32>(0.0);
-    if (k < kEnd) {
-      let ci = k % c;
-      let tap = k / c;
-      let dj = i32(tap % kw);
-      let di = i32(tap / kw);
-      for (var i = 0u; i < 4u; i++) {
-        let y = rowY[i] + di;
-        let x = rowX[i] + dj;
-        if (rowImage[i] >= 0 && y >= 0 && y < h && x >= 0 && x < w) {
-          v[i] = A[u32((rowImage[i] + y) * w + x) * c + ci];
+    for (var g = 0u; g < TM / 4u; g++) {
+      var v = vec4<f32>(0.0);
+      if (k < kEnd) {
+        for (var i = 0u; i < 4u; i++) {
+          let r = g * 4u + i;
+          let y = rowY[r] + i32(di);
+          let x = rowX[r] + i32(dj);
+          if (rowImage[r] >= 0 && y >= 0 && y < h && x >= 0 && x < w) {
+            v[i] = A[u32((rowImage[r] + y) * w + x) * c + ci];
+          }
         }
       }
+      As[ak * (TILE_M / 4u) + (g * 64u + am) / 4u] = v;
     }
-    As[ak * 16u + am / 4u] = v;
-    if (P(11) == 0u) { loadB(t, n0, k0, kEnd, N, K, false, 0u); } else { loadFlippedB(t, n0, k0, kEnd, N, c, K / c); }
+    ci += stepCi;
+    let carryJ = select(0u, 1u, ci >= c);
+    ci -= carryJ * c;
+    dj += stepDj + carryJ;
+    let carryI = select(0u, 1u, dj >= kw);
+    dj -= carryI * kw;
+    di += stepDi + carryI;
+    if (P(11) == 0u) { loadB(t, n0, k0, kEnd, N, K, false, 0u); } else { loadFlippedB(t, n0, k0, kEnd, N, c, K / c, bTap, bCi); }
+    bCi += stepCi;
+    let carryB = select(0u, 1u, bCi >= c);
+    bCi -= carryB * c;
+    bTap += stepTap + carryB;
     workgroupBarrier();
     multiplyTile(&acc, lid.x, lid.y);
     workgroupBarrier();
@@ -238,16 +282,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   storeTile(&acc, m0, n0, lid.x, lid.y, M, N, wid.z * M * N);
 }
 `;
+}
 
 /**
  * Kernel gradient: C[M = kh*kw*c, N = o] = im2col(x)^T [M, K = b*oh*ow] @ g[K, N]. Row m of A is the tap
- * (di, dj, ci), column k the output pixel (n, i, j). Parameters as CONV2D.
+ * (di, dj, ci), column k the output pixel (n, i, j). Parameters as conv2dSource.
  */
-export const CONV2D_KERNEL_GRAD = /* wgsl */ `${COMMON}
+export function conv2dKernelGradSource(rows: GemmRows): string {
+  return /* wgsl */ `${COMMON}
 @group(0) @binding(1) var<storage, read> A: array<f32>; // x [b, h, w, c]
 @group(0) @binding(2) var<storage, read> B: array<f32>; // g [b, oh, ow, o]
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
-${TILE}${LOAD_B}
+${tile(rows)}${LOAD_B}
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let M = P(0);
@@ -260,42 +306,56 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let pad = i32(P(7));
   let oh = P(8);
   let ow = P(9);
-  let m0 = wid.y * 64u;
+  let m0 = wid.y * TILE_M;
   let n0 = wid.x * 64u;
   let kBegin = wid.z * P(10);
   let kEnd = min(K, kBegin + P(10));
   // Neighbouring invocations take neighbouring taps (channels), so loads of x are contiguous.
   let am = (t % 16u) * 4u;
   let ak = t / 16u;
-  var tapDy: array<i32, 4>; // di - pad, or a huge offset past the last tap
-  var tapDx: array<i32, 4>;
-  var tapC: array<u32, 4>;
-  for (var i = 0u; i < 4u; i++) {
-    let m = m0 + am + i;
+  var tapDy: array<i32, TM>; // di - pad, or a huge offset past the last tap
+  var tapDx: array<i32, TM>;
+  var tapC: array<u32, TM>;
+  for (var r = 0u; r < TM; r++) {
+    let m = m0 + (r / 4u) * 64u + am + r % 4u;
     let tap = m / c;
-    tapC[i] = m % c;
-    tapDx[i] = i32(tap % kw) - pad;
-    tapDy[i] = select(1 << 20u, i32(tap / kw) - pad, m < M);
+    tapC[r] = m % c;
+    tapDx[r] = i32(tap % kw) - pad;
+    tapDy[r] = select(1 << 20u, i32(tap / kw) - pad, m < M);
   }
-  var acc: array<vec4<f32>, 4>;
+  // k = (n * oh + oy) * ow + ox, counted in those digits as conv2dSource counts its taps.
+  let k1 = kBegin + ak;
+  var ox = k1 % ow;
+  var oy = (k1 / ow) % oh;
+  var n = k1 / ow / oh;
+  let stepOx = TK % ow;
+  let stepOy = (TK / ow) % oh;
+  let stepN = TK / ow / oh;
+  var acc: array<vec4<f32>, TM>;
   for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
     let k = k0 + ak;
-    var v = vec4<f32>(0.0);
-    if (k < kEnd) {
-      let n = k / (oh * ow);
-      let rem = k % (oh * ow);
-      let oy = i32(rem / ow);
-      let ox = i32(rem % ow);
-      let image = i32(n) * h;
-      for (var i = 0u; i < 4u; i++) {
-        let y = oy + tapDy[i];
-        let x = ox + tapDx[i];
-        if (y >= 0 && y < h && x >= 0 && x < w) {
-          v[i] = A[u32((image + y) * w + x) * c + tapC[i]];
+    let image = i32(n) * h;
+    for (var g = 0u; g < TM / 4u; g++) {
+      var v = vec4<f32>(0.0);
+      if (k < kEnd) {
+        for (var i = 0u; i < 4u; i++) {
+          let r = g * 4u + i;
+          let y = i32(oy) + tapDy[r];
+          let x = i32(ox) + tapDx[r];
+          if (y >= 0 && y < h && x >= 0 && x < w) {
+            v[i] = A[u32((image + y) * w + x) * c + tapC[r]];
+          }
         }
       }
+      As[ak * (TILE_M / 4u) + (g * 64u + am) / 4u] = v;
     }
-    As[ak * 16u + am / 4u] = v;
+    ox += stepOx;
+    let carryY = select(0u, 1u, ox >= ow);
+    ox -= carryY * ow;
+    oy += stepOy + carryY;
+    let carryN = select(0u, 1u, oy >= oh);
+    oy -= carryN * oh;
+    n += stepN + carryN;
     loadB(t, n0, k0, kEnd, N, K, false, 0u);
     workgroupBarrier();
     multiplyTile(&acc, lid.x, lid.y);
@@ -304,3 +364,4 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   storeTile(&acc, m0, n0, lid.x, lid.y, M, N, wid.z * M * N);
 }
 `;
+}
