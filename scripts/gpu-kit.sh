@@ -56,8 +56,11 @@ run() {
   xz -dc "$KIT/node.xz" > /tmp/gpu-kit/bin/node && chmod +x /tmp/gpu-kit/bin/node
   export PATH=/tmp/gpu-kit/bin:$PATH
   [ -d node_modules ] || xz -dc "$KIT/node_modules.tar.xz" | tar -xf -
+  # The NVIDIA Vulkan driver's manifest: where the lent H200 had it, else wherever the driver put it.
   local icd=/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json
-  [ -f "$icd" ] && export VK_DRIVER_FILES=${VK_DRIVER_FILES:-$icd}
+  [ -f "$icd" ] || icd=$(timeout 20 find /usr/local/nvidia /usr/share/vulkan /etc/vulkan /usr -name 'nvidia_icd*.json' 2>/dev/null | head -n 1)
+  [ -n "$icd" ] && [ -f "$icd" ] && export VK_DRIVER_FILES=${VK_DRIVER_FILES:-$icd}
+  echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-none, the loader searches its default paths}" | tee -a "$OUT/summary.txt"
   export TINY_DIFFUSION_WEBGPU=${TINY_DIFFUSION_WEBGPU:-gpu}
   { nvidia-smi -L 2>/dev/null; nproc; grep -m1 'model name' /proc/cpuinfo; node --version; date -u; } | tee "$OUT/machine.txt"
 
