@@ -142,21 +142,10 @@ async function samplingSeconds(features: number, batch: number, steps: number, r
   return seconds;
 }
 
-const active = await useBackend(backendChoice);
-if (has("no-fuse")) {
-  if (active.name !== "webgpu") throw new Error("--no-fuse applies to --backend webgpu");
-  const { WebGpuBackend } = await import("../src/engine/backends/webgpu/index.ts");
-  const fused = td.getBackend() as InstanceType<typeof WebGpuBackend>;
-  td.setBackend(new WebGpuBackend(fused.kernels, { fuseElementwise: false }));
-}
 const gemmRows = flag("gemm-rows");
-if (gemmRows !== undefined) {
-  if (active.name !== "webgpu") throw new Error("--gemm-rows applies to --backend webgpu");
-  if (gemmRows !== "4" && gemmRows !== "8") throw new Error(`--gemm-rows must be 4 or 8, got ${gemmRows}`);
-  const { WebGpuBackend } = await import("../src/engine/backends/webgpu/index.ts");
-  active.dispose?.();
-  td.setBackend(await WebGpuBackend.create({ gemmRows: Number(gemmRows) as 4 | 8, fuseElementwise: !has("no-fuse") }));
-}
+if (gemmRows !== undefined && gemmRows !== "4" && gemmRows !== "8") throw new Error(`--gemm-rows must be 4 or 8, got ${gemmRows}`);
+if ((gemmRows !== undefined || has("no-fuse")) && backendChoice !== "webgpu") throw new Error("--gemm-rows and --no-fuse apply to --backend webgpu");
+const active = await useBackend(backendChoice, { fuseElementwise: !has("no-fuse"), ...(gemmRows ? { gemmRows: Number(gemmRows) as 4 | 8 } : {}) });
 const threads = active.name === "cpu" ? 1 : availableParallelism();
 const result: Record<string, unknown> = { backend: active.name, threads, cpu: cpus()[0]?.model ?? "unknown", date: new Date().toISOString().slice(0, 10) };
 // Each figure is printed as soon as it is measured (a run cut short by a time limit keeps what it measured).

@@ -10,7 +10,10 @@ import { WebGpuKernels, type GpuArray } from "../src/engine/backends/webgpu/kern
 import type { GemmRows } from "../src/engine/backends/webgpu/shaders/gemm.ts";
 
 const rowsList = (process.env.ROWS ?? "4,8").split(",").map((r) => Number(r) as GemmRows);
-const all = await Promise.all(rowsList.map((gemmRows) => WebGpuKernels.create({ gemmRows })));
+// One device: the first kernel set owns it, the others share it (with its split-K default).
+const first = await WebGpuKernels.create({ gemmRows: rowsList[0] });
+const splitKMinWorkgroups = first.info?.software ? 4 : 256;
+const all = [first, ...rowsList.slice(1).map((gemmRows) => new WebGpuKernels(first.device, { gemmRows, splitKMinWorkgroups }))];
 console.log(`adapter: ${describeAdapter(all[0]!.info!)}`);
 const quick = !!process.env.QUICK;
 const features = Number(process.env.FEATURES ?? 64);
@@ -88,4 +91,4 @@ for (const [s, c, o] of convs) {
   });
 }
 console.log(`${"sum of the convolutions above (ms)".padEnd(44)} ${totals.map((t) => `${(t * 1e3).toFixed(3).padStart(14)}${"".padStart(14)}`).join("")}`);
-for (const k of all) k.destroy();
+for (const k of [...all].reverse()) k.destroy(); // the device's owner last

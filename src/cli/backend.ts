@@ -2,6 +2,7 @@
 // "webgpu" asks for the GPU explicitly (Dawn in Node; TINY_DIFFUSION_WEBGPU picks the adapter kind).
 import * as td from "../engine/index.ts";
 import { UserError } from "./errors.ts";
+import type { WebGpuBackendOptions } from "../engine/backends/webgpu/index.ts";
 
 export type BackendChoice = "auto" | "cpu" | "wasm" | "webgpu";
 
@@ -22,12 +23,13 @@ async function tryWasm(): Promise<(td.Backend & { dispose?: () => void }) | null
   }
 }
 
-async function createWebGpu() {
+async function createWebGpu(options: WebGpuBackendOptions = {}) {
   const { WebGpuBackend } = await import("../engine/backends/webgpu/index.ts");
-  return WebGpuBackend.create();
+  return WebGpuBackend.create(options);
 }
 
-export async function useBackend(choice: BackendChoice): Promise<ActiveBackend> {
+/** Sets the engine's backend. `webgpu`: options for that backend when it is the one chosen (benches use them). */
+export async function useBackend(choice: BackendChoice, webgpu: WebGpuBackendOptions = {}): Promise<ActiveBackend> {
   if (choice === "cpu") {
     td.setBackend(new td.CpuBackend());
     return { name: "cpu", description: "cpu (reference TypeScript)" };
@@ -35,7 +37,7 @@ export async function useBackend(choice: BackendChoice): Promise<ActiveBackend> 
   if (choice === "webgpu") {
     let gpu: Awaited<ReturnType<typeof createWebGpu>>;
     try {
-      gpu = await createWebGpu();
+      gpu = await createWebGpu(webgpu);
     } catch (e) {
       throw new UserError(`--backend webgpu: ${(e as Error).message.split("\n")[0]} (run \`tiny-diffusion devices\`)`);
     }
