@@ -115,17 +115,45 @@ export function hostBatch(run: TrainingRun, data: DigitsDataset): HostBatch {
   };
 }
 
-function batchTensors(batch: HostBatch): BatchTensors {
+/** One of the body's batch inputs: its host value and the tensor it becomes. */
+interface BatchInput {
+  key: "images" | "noise" | "alpha" | "sigma" | "embedding" | "schedule" | "labels" | "emaDecay" | "emaComplement";
+  value: td.TypedArray;
+  shape: number[];
+}
+
+/** The batch's inputs in the one order both the eager step and the capture use (absent ones left out). */
+function batchInputs(batch: HostBatch): BatchInput[] {
   const b = batch.batchSize;
+  const inputs: BatchInput[] = [
+    { key: "images", value: batch.images, shape: [b, 8, 8, 1] },
+    { key: "noise", value: batch.noise, shape: [b, 8, 8, 1] },
+    { key: "alpha", value: batch.alpha, shape: [b, 1, 1, 1] },
+    { key: "sigma", value: batch.sigma, shape: [b, 1, 1, 1] },
+    { key: "embedding", value: batch.embedding, shape: [b, batch.embedding.length / b] },
+    { key: "schedule", value: batch.schedule, shape: [3] },
+  ];
+  if (batch.labels) inputs.push({ key: "labels", value: batch.labels, shape: [b] });
+  if (batch.emaWeights) {
+    inputs.push({ key: "emaDecay", value: Float32Array.of(batch.emaWeights[0]), shape: [] });
+    inputs.push({ key: "emaComplement", value: Float32Array.of(batch.emaWeights[1]), shape: [] });
+  }
+  return inputs;
+}
+
+/** Tensors of the batch's inputs, in batchInputs' order. */
+function batchTensorList(batch: HostBatch): td.Tensor[] {
+  return batchInputs(batch).map(({ value, shape }) => td.tensor(value, shape, value instanceof Int32Array ? "int32" : "float32"));
+}
+
+/** The body's view of tensors given in batchInputs' order. */
+function batchFromList(list: readonly td.Tensor[], batch: HostBatch): BatchTensors {
+  const byKey = new Map(batchInputs(batch).map(({ key }, i) => [key, list[i]!]));
+  const get = (key: BatchInput["key"]) => byKey.get(key)!;
   return {
-    images: td.tensor(batch.images, [b, 8, 8, 1]),
-    noise: td.tensor(batch.noise, [b, 8, 8, 1]),
-    labels: batch.labels ? td.tensor(batch.labels, [b], "int32") : null,
-    alpha: td.tensor(batch.alpha, [b, 1, 1, 1]),
-    sigma: td.tensor(batch.sigma, [b, 1, 1, 1]),
-    embedding: td.tensor(batch.embedding, [b, batch.embedding.length / b]),
-    schedule: td.tensor(batch.schedule, [3]),
-    emaWeights: batch.emaWeights ? [td.scalar(batch.emaWeights[0]), td.scalar(batch.emaWeights[1])] : null,
+    images: get("images"), noise: get("noise"), alpha: get("alpha"), sigma: get("sigma"), embedding: get("embedding"), schedule: get("schedule"),
+    labels: byKey.get("labels") ?? null,
+    emaWeights: byKey.has("emaDecay") ? [get("emaDecay"), get("emaComplement")] : null,
   };
 }
 
@@ -157,7 +185,7 @@ function stepBody(run: TrainingRun, state: StepState, batch: BatchTensors, t: In
 
 /** The step eagerly: host values to tensors, then the body, in the caller's tidy scope. */
 export function eagerStep(run: TrainingRun, batch: HostBatch): StepResult {
-  return td.tidy(() => stepBody(run, stateOf(run), batchTensors(batch), batch.t));
+  return td.tidy(() => stepBody(run, stateOf(run), batchFromList(batchTensorList(batch), batch), batch.t));
 }
 
 export function stateOf(run: TrainingRun): StepState {
@@ -202,10 +230,7 @@ export class CapturedTrainStep {
   static capture(run: TrainingRun, data: DigitsDataset, batch: HostBatch): { capture: CapturedTrainStep; result: StepResult } {
     const state = stateEntries(stateOf(run));
     const names = state.map(([name]) => name);
-    const initial = td.tidy(() => {
-      const b = batchTensors(batch);
-      return [...batchList(b)];
-    });
+    const initial = td.tidy(() => batchTensorList(batch));
     let step: td.CapturedStep;
     try {
       step = td.captureStep((inputs) => {
@@ -232,7 +257,7 @@ export class CapturedTrainStep {
 
   /** Step run.step by replay: the batch written; the state read where the last step wrote it (fed back). */
   replay(batch: HostBatch): StepResult {
-    const values: td.ReplayInput[] = [...this.names.map(() => null), ...batchValues(batch)];
+    const values: td.ReplayInput[] = [...this.names.map(() => null), ...batchInputs(batch).map((input) => input.value)];
     this.step.replay(values);
     return this.result();
   }
@@ -247,25 +272,4 @@ export class CapturedTrainStep {
   dispose(): void {
     this.step.dispose();
   }
-}
-
-/** The batch tensors in the capture's input order (absent ones skipped). */
-function batchList(b: BatchTensors): td.Tensor[] {
-  return [b.images, b.noise, b.alpha, b.sigma, b.embedding, b.schedule, ...(b.labels ? [b.labels] : []), ...(b.emaWeights ?? [])];
-}
-
-function batchFromList(list: td.Tensor[], like: HostBatch): BatchTensors {
-  const [images, noise, alpha, sigma, embedding, schedule, ...rest] = list as [td.Tensor, td.Tensor, td.Tensor, td.Tensor, td.Tensor, td.Tensor, ...td.Tensor[]];
-  const labels = like.labels ? rest.shift()! : null;
-  const emaWeights: [td.Tensor, td.Tensor] | null = like.emaWeights ? [rest[0]!, rest[1]!] : null;
-  return { images, noise, alpha, sigma, embedding, schedule, labels, emaWeights };
-}
-
-/** The host values in the capture's input order. */
-function batchValues(batch: HostBatch): td.TypedArray[] {
-  return [
-    batch.images, batch.noise, batch.alpha, batch.sigma, batch.embedding, batch.schedule,
-    ...(batch.labels ? [batch.labels] : []),
-    ...(batch.emaWeights ? batch.emaWeights.map((w) => Float32Array.of(w)) : []),
-  ];
 }
