@@ -14,7 +14,7 @@ import { BufferPool, MAP_MODE_READ, ParamArena, USAGE } from "./buffers.ts";
 import { createGpuDevice, type GpuAdapterSummary, type GpuContext, type GpuDeviceOptions } from "./device.ts";
 import { f32Bits } from "./shaders/common.ts";
 import { binarySource, selectSource, unarySource } from "./shaders/elementwise.ts";
-import { GEMM_EPILOGUE_PARAM_BASE, type GemmRows, conv2dKernelGradSource, conv2dSource, gemmWithEpilogue, matmulSource, splitKSumWithEpilogue } from "./shaders/gemm.ts";
+import { GEMM_EPILOGUE_PARAM_BASE, type GemmRows, type GemmTiling, conv2dKernelGradSource, conv2dSource, gemmWithEpilogue, matmulSource, splitKSumWithEpilogue, tileSize } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
 import { layerNormGradXSource, layerNormLanes, layerNormSource, layerNormWorkgroups } from "./shaders/norm.ts";
 import { ADAMW, ADAMW_DIRECTION, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
@@ -34,8 +34,9 @@ interface PooledArray extends GpuArray {
   released: boolean;
 }
 
-/** The GEMM family's kernels. */
-type GemmKernel = "matmul" | "conv2d" | "conv2dKernelGrad";
+/** The GEMM family's kernels, by name. */
+const GEMM_SOURCES = { matmul: matmulSource, conv2d: conv2dSource, conv2dKernelGrad: conv2dKernelGradSource };
+type GemmKernel = keyof typeof GEMM_SOURCES;
 
 type Encoder = GPUCommandEncoder;
 type Grid = [number, number, number];
@@ -76,8 +77,6 @@ export class WebGpuKernels {
   private readonly splitKMinWorkgroups: number;
   private readonly splitKMinLength: number;
   private readonly gemmRows: GemmRows;
-  /** The GEMM family's sources for gemmRows, and their pipeline keys ("conv2d", or "conv2d:r8" for 8 rows). */
-  private readonly gemmKernels: Record<GemmKernel, { key: string; source: string }>;
   private readonly maxGroups: number;
   /** Storage buffers a kernel may bind (options.maxStorageBuffers, at most the device's limit). */
   readonly maxStorageBuffers: number;
@@ -97,12 +96,6 @@ export class WebGpuKernels {
     this.splitKMinLength = Math.max(16, options.splitKMinLength ?? 128);
     this.gemmRows = options.gemmRows ?? 4;
     if (this.gemmRows !== 4 && this.gemmRows !== 8) throw new Error(`webgpu: gemmRows must be 4 or 8, got ${String(this.gemmRows)}`);
-    const suffix = this.gemmRows === 4 ? "" : `:r${this.gemmRows}`;
-    this.gemmKernels = {
-      matmul: { key: `matmul${suffix}`, source: matmulSource(this.gemmRows) },
-      conv2d: { key: `conv2d${suffix}`, source: conv2dSource(this.gemmRows) },
-      conv2dKernelGrad: { key: `conv2dKernelGrad${suffix}`, source: conv2dKernelGradSource(this.gemmRows) },
-    };
     this.maxGroups = device.limits.maxComputeWorkgroupsPerDimension;
     this.maxStorageBuffers = Math.min(options.maxStorageBuffers ?? Infinity, device.limits.maxStorageBuffersPerShaderStage);
     if (this.maxStorageBuffers < 4) throw new Error(`webgpu: kernels need 4 storage buffers per stage, got ${this.maxStorageBuffers}`);
@@ -703,9 +696,13 @@ export class WebGpuKernels {
    */
   private gemm(enc: Encoder, kernel: GemmKernel, m: number, n: number, k: number, batch: number, a: GPUBuffer, b: GPUBuffer, out: GpuArray,
     params: (kLen: number) => number[], epilogue?: GemmEpilogue): boolean {
-    const { key, source } = this.gemmKernels[kernel];
-    const tilesM = Math.ceil(m / (16 * this.gemmRows));
-    const tilesN = Math.ceil(n / 64);
+    // Products at most 32 wide take 128x32 tiles instead of 64-wide ones (see shaders/gemm.ts).
+    const tiling: GemmTiling = n <= 32 ? { rows: 4, threadsN: 8 } : { rows: this.gemmRows, threadsN: 16 };
+    const key = `${kernel}${tiling.rows === 4 ? "" : `:r${tiling.rows}`}${tiling.threadsN === 16 ? "" : ":n32"}`;
+    const source = () => GEMM_SOURCES[kernel](tiling); // built only when its pipeline is first made
+    const tile = tileSize(tiling);
+    const tilesM = Math.ceil(m / tile.m);
+    const tilesN = Math.ceil(n / tile.n);
     let splits = this.splitsFor(tilesM * tilesN * batch, k);
     const kLen = Math.ceil(Math.ceil(k / splits) / 16) * 16;
     splits = Math.ceil(k / kLen);
@@ -715,15 +712,15 @@ export class WebGpuKernels {
     if (epilogue && !fused) return false;
     if (splits === 1) {
       if (fused) {
-        const withEpilogue = () => gemmWithEpilogue(source, { declarations: fusedEpilogueDeclarations(fused.program, fused.leaf, "C", 4), out2Binding: 4 + fused.others.length });
+        const withEpilogue = () => gemmWithEpilogue(source(), { declarations: fusedEpilogueDeclarations(fused.program, fused.leaf, "C", 4), out2Binding: 4 + fused.others.length });
         this.run(enc, `${key}+${fused.id}`, withEpilogue, "main", fused.words(params(kLen)), [a, b, out.buffer, ...fused.others, fused.out2], [tilesN, tilesM, batch]);
       } else {
-        this.run(enc, key, () => source, "main", params(kLen), [a, b, out.buffer], [tilesN, tilesM, batch]);
+        this.run(enc, key, source, "main", params(kLen), [a, b, out.buffer], [tilesN, tilesM, batch]);
       }
       return true;
     }
     const partial = this.temp("float32", splits * batch * m * n);
-    this.run(enc, key, () => source, "main", params(kLen), [a, b, partial.buffer], [tilesN, tilesM, batch * splits]);
+    this.run(enc, key, source, "main", params(kLen), [a, b, partial.buffer], [tilesN, tilesM, batch * splits]);
     if (fused) {
       const sum = () => splitKSumWithEpilogue({ declarations: fusedEpilogueDeclarations(fused.program, fused.leaf, "Out", 3), out2Binding: 3 + fused.others.length });
       this.run(enc, `splitKSum+${fused.id}`, sum, "main", fused.words([batch * m * n, splits]), [partial.buffer, out.buffer, ...fused.others, fused.out2], this.grid(batch * m * n));

@@ -2,11 +2,15 @@
 // on NHWC/HWIO (im2col done by the tile loader, never materialized) and the conv kernel gradient
 // (implicit im2col^T @ g).
 //
-// All three share one tiling: a 256-invocation workgroup computes a (16 R)x64 tile of C, each invocation
-// an Rx4 block (rows R*ty.., columns 4*tx..), R = 4 (64x64 tiles) or 8 (128x64: twice the multiply-adds
-// per value staged; a backend option until a GPU profile picks). K advances in steps of 16, staging a
-// (16 R)x16 tile of A and a 16x64 tile of B in workgroup memory as vec4s. Every invocation loads R/4
-// groups of 4 consecutive rows of A at one k, 64 rows apart (or 4 consecutive columns of B), with
+// All three share one tiling (GemmTiling): a 256-invocation workgroup of TX x (256 / TX) invocations
+// computes a tile of C, each invocation an R x 4 block (rows R*ty.., columns 4*tx..). TX = 16 gives
+// (16 R) x 64 tiles; products at most 32 wide take TX = 8 and R = 4, 128 x 32 tiles, so a narrow product
+// (the U-Net's last convolution has N = 1, features 8 or 16 give N = 8 or 16) computes half the columns
+// it would in a 64-wide tile. (16 wide would need 256-row tiles: 17 KiB of workgroup memory, over the 16
+// KiB every adapter offers.) R = 4 or 8 (the option gemmRows; 8 feeds each staged value to twice the
+// multiply-adds; which is faster on a GPU is for bench/webgpu-gemm.ts to say). K advances in steps of 16, staging a TILE_M x 16 tile of A
+// and a 16 x TILE_N tile of B in workgroup memory as vec4s. Every invocation loads groups of 4 consecutive
+// rows of A at one k, 64 rows apart (and the first 16 TX invocations 4 consecutive columns of B), with
 // neighbouring invocations on neighbouring addresses of the operand's memory layout. The convolutions'
 // loaders count their k in its digits (tap, channel; image, row, column) instead of dividing each step.
 // workgroup_id.z is split * batch + batch index: split-K runs write partial tiles to [splits, batch, M, N],
@@ -61,25 +65,41 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 `;
 }
 
-/** Rows of C per invocation: the tile is (16 * rows) x 64. */
+/** Rows of C per invocation. */
 export type GemmRows = 4 | 8;
+
+/** A GEMM kernel's tiling: rows of C per invocation, invocations along N (tile N = 4 * threadsN). */
+export interface GemmTiling {
+  readonly rows: GemmRows;
+  readonly threadsN: 8 | 16;
+}
+
+/** The tile of C a workgroup computes. */
+export function tileSize({ rows, threadsN }: GemmTiling): { m: number; n: number } {
+  return { m: rows * (256 / threadsN), n: 4 * threadsN };
+}
 
 const repeat = (n: number, line: (i: number) => string): string => Array.from({ length: n }, (_, i) => line(i)).join("\n");
 
-/** Workgroup memory, the multiply of one staged K step and the store of C, for R rows per invocation. */
-function tile(rows: GemmRows): string {
+/** Constants, workgroup memory, the multiply of one staged K step, the store of C, and the B loader. */
+function tile(tiling: GemmTiling): string {
+  const { rows, threadsN } = tiling;
+  const size = tileSize(tiling);
   const groups = rows / 4;
   return /* wgsl */ `
 const TK = 16u;
 const TM = ${rows}u; // rows of C per invocation
-const TILE_M = ${16 * rows}u;
-var<workgroup> As: array<vec4<f32>, ${16 * 4 * rows}>; // [k][m / 4]
-var<workgroup> Bs: array<vec4<f32>, 256>; // [k][n / 4]
+const TX = ${threadsN}u; // invocations along N
+const TILE_M = ${size.m}u;
+const TILE_N = ${size.n}u;
+const AROWS = ${size.m / 16}u; // rows of A each invocation loads per K step (groups of 4, 64 apart)
+var<workgroup> As: array<vec4<f32>, ${4 * size.m}>; // [k][m / 4]
+var<workgroup> Bs: array<vec4<f32>, ${4 * size.n}>; // [k][n / 4]
 
 fn multiplyTile(acc: ptr<function, array<vec4<f32>, TM>>, tx: u32, ty: u32) {
   for (var k = 0u; k < TK; k++) {
-    let b = Bs[k * 16u + tx];
-${repeat(groups, (g) => `    let a${g} = As[k * ${4 * rows}u + ty * ${groups}u + ${g}u];
+    let b = Bs[k * TX + tx];
+${repeat(groups, (g) => `    let a${g} = As[k * ${size.m / 4}u + ty * ${groups}u + ${g}u];
     (*acc)[${4 * g}] += a${g}.x * b;
     (*acc)[${4 * g + 1}] += a${g}.y * b;
     (*acc)[${4 * g + 2}] += a${g}.z * b;
@@ -98,42 +118,44 @@ fn storeTile(acc: ptr<function, array<vec4<f32>, TM>>, m0: u32, n0: u32, tx: u32
     }
   }
 }
+
+// B (shared by all three) is [K, N] or, with transB, [N, K]; the first 16 TX invocations load 4 consecutive
+// n at one k, neighbours along n (transposed: along k).
+fn loadB(t: u32, n0: u32, k0: u32, kEnd: u32, N: u32, K: u32, transB: bool, bOff: u32) {
+  if (t < 16u * TX) {
+    let bk = select(t / TX, t % 16u, transB);
+    let bn = select(t % TX, t / 16u, transB) * 4u;
+    let k = k0 + bk;
+    var v = vec4<f32>(0.0);
+    if (k < kEnd) {
+      for (var j = 0u; j < 4u; j++) {
+        let n = n0 + bn + j;
+        if (n < N) { v[j] = B[bOff + select(k * N + n, n * K + k, transB)]; }
+      }
+    }
+    Bs[bk * TX + bn / 4u] = v;
+  }
+}
 `;
 }
 
-/** B tile loader shared by all three (B is [K, N] or, with transB, [N, K]). */
-const LOAD_B = /* wgsl */ `
-fn loadB(t: u32, n0: u32, k0: u32, kEnd: u32, N: u32, K: u32, transB: bool, bOff: u32) {
-  // Not transposed: 4 consecutive n at one k, neighbours along n. Transposed: neighbours along k.
-  let bk = select(t / 16u, t % 16u, transB);
-  let bn = select(t % 16u, t / 16u, transB) * 4u;
-  let k = k0 + bk;
-  var v = vec4<f32>(0.0);
-  if (k < kEnd) {
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + bn + j;
-      if (n < N) { v[j] = B[bOff + select(k * N + n, n * K + k, transB)]; }
-    }
-  }
-  Bs[bk * 16u + bn / 4u] = v;
-}
-`;
+const WORKGROUP = (tiling: GemmTiling) => `@compute @workgroup_size(${tiling.threadsN}, ${256 / tiling.threadsN})`;
 
 /**
  * C[z] = op(A[z]) @ op(B[z]). P(0) = M, P(1) = N, P(2) = K, P(3) = transA, P(4) = transB,
  * P(5) = A batch stride, P(6) = B batch stride, P(7) = batch, P(8) = K per split.
  */
-export function matmulSource(rows: GemmRows): string {
+export function matmulSource(tiling: GemmTiling): string {
   return /* wgsl */ `${COMMON}
 @group(0) @binding(1) var<storage, read> A: array<f32>;
 @group(0) @binding(2) var<storage, read> B: array<f32>;
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
-${tile(rows)}${LOAD_B}
+${tile(tiling)}
 fn loadA(t: u32, m0: u32, k0: u32, kEnd: u32, M: u32, K: u32, transA: bool, aOff: u32) {
   let ak = select(t % 16u, t / 16u, transA);
   let am = select(t / 16u, t % 16u, transA) * 4u;
   let k = k0 + ak;
-  for (var g = 0u; g < TM / 4u; g++) {
+  for (var g = 0u; g < AROWS / 4u; g++) {
     var v = vec4<f32>(0.0);
     if (k < kEnd) {
       for (var i = 0u; i < 4u; i++) {
@@ -145,7 +167,7 @@ fn loadA(t: u32, m0: u32, k0: u32, kEnd: u32, M: u32, K: u32, transA: bool, aOff
   }
 }
 
-@compute @workgroup_size(16, 16)
+${WORKGROUP(tiling)}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let M = P(0);
   let N = P(1);
@@ -158,7 +180,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let aOff = b * P(5);
   let bOff = b * P(6);
   let m0 = wid.y * TILE_M;
-  let n0 = wid.x * 64u;
+  let n0 = wid.x * TILE_N;
   let kBegin = split * P(8);
   let kEnd = min(K, kBegin + P(8));
   var acc: array<vec4<f32>, TM>;
@@ -180,29 +202,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  * P(0) = M, P(1) = N, P(2) = K, P(3) = h, P(4) = w, P(5) = c, P(6) = kw, P(7) = pad, P(8) = oh, P(9) = ow,
  * P(10) = K per split, P(11) = 1 to read the kernel as flipKernel(kernel) would hold it.
  */
-export function conv2dSource(rows: GemmRows): string {
+export function conv2dSource(tiling: GemmTiling): string {
   return /* wgsl */ `${COMMON}
 @group(0) @binding(1) var<storage, read> A: array<f32>; // x [b, h, w, c]
 @group(0) @binding(2) var<storage, read> B: array<f32>; // kernel [kh, kw, c, o] (flipped: [kh, kw, o, c])
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
-${tile(rows)}${LOAD_B}
+${tile(tiling)}
 // B as flipKernel(B) would hold it: tap t is the transposed [N, c] block of tap taps - 1 - t. Row k of B
 // is (tap, ci) = (k / c, k % c), counted by the caller.
 fn loadFlippedB(t: u32, n0: u32, k0: u32, kEnd: u32, N: u32, c: u32, taps: u32, tap: u32, ci: u32) {
-  let bk = t / 16u;
-  let bn = (t % 16u) * 4u;
-  let k = k0 + bk;
-  var v = vec4<f32>(0.0);
-  if (k < kEnd) {
-    let tapBase = (taps - 1u - tap) * N * c + ci;
-    for (var j = 0u; j < 4u; j++) {
-      let n = n0 + bn + j;
-      if (n < N) { v[j] = B[tapBase + n * c]; }
+  if (t < 16u * TX) {
+    let bk = t / TX;
+    let bn = (t % TX) * 4u;
+    let k = k0 + bk;
+    var v = vec4<f32>(0.0);
+    if (k < kEnd) {
+      let tapBase = (taps - 1u - tap) * N * c + ci;
+      for (var j = 0u; j < 4u; j++) {
+        let n = n0 + bn + j;
+        if (n < N) { v[j] = B[tapBase + n * c]; }
+      }
     }
+    Bs[bk * TX + bn / 4u] = v;
   }
-  Bs[bk * 16u + bn / 4u] = v;
 }
-@compute @workgroup_size(16, 16)
+${WORKGROUP(tiling)}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let M = P(0);
   let N = P(1);
@@ -215,16 +239,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let oh = P(8);
   let ow = P(9);
   let m0 = wid.y * TILE_M;
-  let n0 = wid.x * 64u;
+  let n0 = wid.x * TILE_N;
   let kBegin = wid.z * P(10);
   let kEnd = min(K, kBegin + P(10));
   // This invocation always loads the same rows (output pixels) of A, 4 at a time 64 apart: decompose them once.
   let ak = t % 16u;
   let am = (t / 16u) * 4u;
-  var rowImage: array<i32, TM>; // n * h, or -1 past the last row
-  var rowY: array<i32, TM>;
-  var rowX: array<i32, TM>;
-  for (var r = 0u; r < TM; r++) {
+  var rowImage: array<i32, AROWS>; // n * h, or -1 past the last row
+  var rowY: array<i32, AROWS>;
+  var rowX: array<i32, AROWS>;
+  for (var r = 0u; r < AROWS; r++) {
     let m = m0 + (r / 4u) * 64u + am + r % 4u;
     let n = m / (oh * ow);
     let rem = m % (oh * ow);
@@ -241,15 +265,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let stepCi = TK % c;
   let stepDj = (TK / c) % kw;
   let stepDi = TK / c / kw;
-  // The flipped B loader's row k0 + t / 16 as (tap, ci), counted the same way.
-  let kB = kBegin + t / 16u;
+  // The flipped B loader's row k0 + t / TX as (tap, ci), counted the same way.
+  let kB = kBegin + t / TX;
   var bCi = kB % c;
   var bTap = kB / c;
   let stepTap = TK / c;
   var acc: array<vec4<f32>, TM>;
   for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
     let k = k0 + ak;
-    for (var g = 0u; g < TM / 4u; g++) {
+    for (var g = 0u; g < AROWS / 4u; g++) {
       var v = vec4<f32>(0.0);
       if (k < kEnd) {
         for (var i = 0u; i < 4u; i++) {
@@ -288,13 +312,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  * Kernel gradient: C[M = kh*kw*c, N = o] = im2col(x)^T [M, K = b*oh*ow] @ g[K, N]. Row m of A is the tap
  * (di, dj, ci), column k the output pixel (n, i, j). Parameters as conv2dSource.
  */
-export function conv2dKernelGradSource(rows: GemmRows): string {
+export function conv2dKernelGradSource(tiling: GemmTiling): string {
   return /* wgsl */ `${COMMON}
 @group(0) @binding(1) var<storage, read> A: array<f32>; // x [b, h, w, c]
 @group(0) @binding(2) var<storage, read> B: array<f32>; // g [b, oh, ow, o]
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
-${tile(rows)}${LOAD_B}
-@compute @workgroup_size(16, 16)
+${tile(tiling)}
+${WORKGROUP(tiling)}
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let M = P(0);
   let N = P(1);
@@ -307,16 +331,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let oh = P(8);
   let ow = P(9);
   let m0 = wid.y * TILE_M;
-  let n0 = wid.x * 64u;
+  let n0 = wid.x * TILE_N;
   let kBegin = wid.z * P(10);
   let kEnd = min(K, kBegin + P(10));
   // Neighbouring invocations take neighbouring taps (channels), so loads of x are contiguous.
   let am = (t % 16u) * 4u;
   let ak = t / 16u;
-  var tapDy: array<i32, TM>; // di - pad, or a huge offset past the last tap
-  var tapDx: array<i32, TM>;
-  var tapC: array<u32, TM>;
-  for (var r = 0u; r < TM; r++) {
+  var tapDy: array<i32, AROWS>; // di - pad, or a huge offset past the last tap
+  var tapDx: array<i32, AROWS>;
+  var tapC: array<u32, AROWS>;
+  for (var r = 0u; r < AROWS; r++) {
     let m = m0 + (r / 4u) * 64u + am + r % 4u;
     let tap = m / c;
     tapC[r] = m % c;
@@ -335,7 +359,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
     let k = k0 + ak;
     let image = i32(n) * h;
-    for (var g = 0u; g < TM / 4u; g++) {
+    for (var g = 0u; g < AROWS / 4u; g++) {
       var v = vec4<f32>(0.0);
       if (k < kEnd) {
         for (var i = 0u; i < 4u; i++) {
