@@ -119,6 +119,21 @@ fn storeTile(acc: ptr<function, array<vec4<f32>, TM>>, m0: u32, n0: u32, tx: u32
   }
 }
 
+// k counted in mixed radix (lo, mid, hi) with radices (loRadix, midRadix, unbounded): the convolutions'
+// loaders add the K step's digits with carries instead of dividing k at every step.
+fn toDigits(k: u32, loRadix: u32, midRadix: u32) -> vec3<u32> {
+  return vec3<u32>(k % loRadix, (k / loRadix) % midRadix, k / loRadix / midRadix);
+}
+fn addDigits(d: vec3<u32>, step: vec3<u32>, loRadix: u32, midRadix: u32) -> vec3<u32> {
+  var lo = d.x + step.x;
+  let carryMid = select(0u, 1u, lo >= loRadix);
+  lo -= carryMid * loRadix;
+  var mid = d.y + step.y + carryMid;
+  let carryHi = select(0u, 1u, mid >= midRadix);
+  mid -= carryHi * midRadix;
+  return vec3<u32>(lo, mid, d.z + step.z + carryHi);
+}
+
 // B (shared by all three) is [K, N] or, with transB, [N, K]; the first 16 TX invocations load 4 consecutive
 // n at one k, neighbours along n (transposed: along k).
 fn loadB(t: u32, n0: u32, k0: u32, kEnd: u32, N: u32, K: u32, transB: bool, bOff: u32) {
@@ -256,20 +271,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     rowY[r] = i32(rem / ow) - pad;
     rowX[r] = i32(rem % ow) - pad;
   }
-  // k = (di * kw + dj) * c + ci, counted in those digits: the loop adds TK, digit by digit with carries
-  // (stepCi, stepDj, stepDi are TK's digits), so no division runs per step.
-  let k1 = kBegin + ak;
-  var ci = k1 % c;
-  var dj = (k1 / c) % kw;
-  var di = k1 / c / kw;
-  let stepCi = TK % c;
-  let stepDj = (TK / c) % kw;
-  let stepDi = TK / c / kw;
-  // The flipped B loader's row k0 + t / TX as (tap, ci), counted the same way.
-  let kB = kBegin + t / TX;
-  var bCi = kB % c;
-  var bTap = kB / c;
-  let stepTap = TK / c;
+  // This invocation's k = (di * kw + dj) * c + ci as digits (ci, dj, di); the flipped B loader's row
+  // k0 + t / TX as (ci, tap, 0).
+  var tap = toDigits(kBegin + ak, c, kw);
+  let tapStep = toDigits(TK, c, kw);
+  var bRow = toDigits(kBegin + t / TX, c, 0xffffffffu);
+  let bRowStep = toDigits(TK, c, 0xffffffffu);
   var acc: array<vec4<f32>, TM>;
   for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
     let k = k0 + ak;
@@ -278,27 +285,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       if (k < kEnd) {
         for (var i = 0u; i < 4u; i++) {
           let r = g * 4u + i;
-          let y = rowY[r] + i32(di);
-          let x = rowX[r] + i32(dj);
+          let y = rowY[r] + i32(tap.z);
+          let x = rowX[r] + i32(tap.y);
           if (rowImage[r] >= 0 && y >= 0 && y < h && x >= 0 && x < w) {
-            v[i] = A[u32((rowImage[r] + y) * w + x) * c + ci];
+            v[i] = A[u32((rowImage[r] + y) * w + x) * c + tap.x];
           }
         }
       }
       As[ak * (TILE_M / 4u) + (g * 64u + am) / 4u] = v;
     }
-    ci += stepCi;
-    let carryJ = select(0u, 1u, ci >= c);
-    ci -= carryJ * c;
-    dj += stepDj + carryJ;
-    let carryI = select(0u, 1u, dj >= kw);
-    dj -= carryI * kw;
-    di += stepDi + carryI;
-    if (P(11) == 0u) { loadB(t, n0, k0, kEnd, N, K, false, 0u); } else { loadFlippedB(t, n0, k0, kEnd, N, c, K / c, bTap, bCi); }
-    bCi += stepCi;
-    let carryB = select(0u, 1u, bCi >= c);
-    bCi -= carryB * c;
-    bTap += stepTap + carryB;
+    tap = addDigits(tap, tapStep, c, kw);
+    if (P(11) == 0u) { loadB(t, n0, k0, kEnd, N, K, false, 0u); } else { loadFlippedB(t, n0, k0, kEnd, N, c, K / c, bRow.y, bRow.x); }
+    bRow = addDigits(bRow, bRowStep, c, 0xffffffffu);
     workgroupBarrier();
     multiplyTile(&acc, lid.x, lid.y);
     workgroupBarrier();
@@ -347,25 +345,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     tapDx[r] = i32(tap % kw) - pad;
     tapDy[r] = select(1 << 20u, i32(tap / kw) - pad, m < M);
   }
-  // k = (n * oh + oy) * ow + ox, counted in those digits as conv2dSource counts its taps.
-  let k1 = kBegin + ak;
-  var ox = k1 % ow;
-  var oy = (k1 / ow) % oh;
-  var n = k1 / ow / oh;
-  let stepOx = TK % ow;
-  let stepOy = (TK / ow) % oh;
-  let stepN = TK / ow / oh;
+  // This invocation's k = (n * oh + oy) * ow + ox as digits (ox, oy, n).
+  var pixel = toDigits(kBegin + ak, ow, oh);
+  let pixelStep = toDigits(TK, ow, oh);
   var acc: array<vec4<f32>, TM>;
   for (var k0 = kBegin; k0 < kEnd; k0 += TK) {
     let k = k0 + ak;
-    let image = i32(n) * h;
+    let image = i32(pixel.z) * h;
     for (var g = 0u; g < AROWS / 4u; g++) {
       var v = vec4<f32>(0.0);
       if (k < kEnd) {
         for (var i = 0u; i < 4u; i++) {
           let r = g * 4u + i;
-          let y = i32(oy) + tapDy[r];
-          let x = i32(ox) + tapDx[r];
+          let y = i32(pixel.y) + tapDy[r];
+          let x = i32(pixel.x) + tapDx[r];
           if (y >= 0 && y < h && x >= 0 && x < w) {
             v[i] = A[u32((image + y) * w + x) * c + tapC[r]];
           }
@@ -373,13 +366,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
       }
       As[ak * (TILE_M / 4u) + (g * 64u + am) / 4u] = v;
     }
-    ox += stepOx;
-    let carryY = select(0u, 1u, ox >= ow);
-    ox -= carryY * ow;
-    oy += stepOy + carryY;
-    let carryN = select(0u, 1u, oy >= oh);
-    oy -= carryN * oh;
-    n += stepN + carryN;
+    pixel = addDigits(pixel, pixelStep, ow, oh);
     loadB(t, n0, k0, kEnd, N, K, false, 0u);
     workgroupBarrier();
     multiplyTile(&acc, lid.x, lid.y);
