@@ -110,6 +110,12 @@ export interface Backend {
    * returns it, to be replayed on the same storage (capture.ts).
    */
   startRecording?(): (outputs: readonly Storage[]) => Recording;
+  /**
+   * Optional (a device's few-kernel form of ops.sumOfSquares): out[0] = the sum over `arrays` (float32) of
+   * the sum of squares of their elements, each first clipped to [-clip, clip] unless clip is null (NaN
+   * stays NaN). Without it, sumOfSquares runs as the chain of ops.
+   */
+  sumSquares?(arrays: readonly Storage[], clip: number | null, out: Storage): void;
 
   unary(op: UnaryOp, x: Storage, out: Storage): void;
   /** NumPy broadcasting; aShape, bShape and outShape have equal rank. */

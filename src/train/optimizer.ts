@@ -191,36 +191,33 @@ export function optimizerStep<P extends td.TensorTreeOf>(
   const lr = options.lr ?? lrAt(state.step, config.lr);
   if (!Number.isFinite(lr)) throw new Error(`optimizer: learning rate must be finite, got ${lr}`);
   const { elementwiseClip, globalNormClip, b1, b2, eps, weightDecay } = config;
-  const clipElements = (g: td.Tensor): td.Tensor => (elementwiseClip === null ? g : td.clip(g, -elementwiseClip, elementwiseClip));
 
   return td.noGrad(() => {
     // Pass 1: the global norm of the element-wise clipped gradients, and how many elements that clip hit, as
     // scalar tensors: each leaf's sum is added to a running total in the params' dtype (optax's global_norm
-    // also adds its per-leaf sums in the leaves' dtype), then sqrt. Nothing is read back.
-    let sumSquares: td.Tensor | null = null;
+    // also adds its per-leaf sums in the leaves' dtype; td.sumOfSquares), then sqrt. Nothing is read back.
+    const leaves = names.map((name) => flatG.get(name)!);
+    const sumSquares = td.sumOfSquares(leaves, elementwiseClip === null ? {} : { clip: elementwiseClip });
     let clippedCount: td.Tensor | null = null;
-    const accumulate = (total: td.Tensor | null, leaf: td.Tensor): td.Tensor => (total === null ? leaf : td.add(total, leaf));
-    for (const name of names) {
-      const [s, n] = td.tidy(() => {
-        const g = flatG.get(name)!;
-        const squares = accumulate(sumSquares, td.sum(td.square(clipElements(g))));
-        if (elementwiseClip === null || !options.countClipped) return [squares, null] as const;
-        return [squares, accumulate(clippedCount, td.sum(td.greater(td.abs(g), elementwiseClip)))] as const;
-      });
-      sumSquares?.dispose();
-      clippedCount?.dispose();
-      sumSquares = s;
-      clippedCount = n;
+    if (elementwiseClip !== null && options.countClipped) {
+      for (const g of leaves) {
+        const n = td.tidy(() => {
+          const leaf = td.sum(td.greater(td.abs(g), elementwiseClip));
+          return clippedCount === null ? leaf : td.add(clippedCount, leaf);
+        });
+        clippedCount?.dispose();
+        clippedCount = n;
+      }
     }
     const elementsClipped = options.countClipped ? clippedCount ?? td.scalar(0, dtype) : null;
     // optax: jax.lax.select(g_norm < max_norm, g, (g / g_norm) * max_norm); adamwUpdate applies it per element
     // and a NaN norm takes the scaling branch (NaN < max is false). clipScale reports the factor.
     const [gradNorm, clipScale] = td.tidy(() => {
-      const norm = td.sqrt(sumSquares!);
+      const norm = td.sqrt(sumSquares);
       if (globalNormClip === null) return [norm, td.scalar(1, dtype)] as const;
       return [norm, td.where(td.less(norm, globalNormClip), 1, td.div(globalNormClip, norm))] as const;
     });
-    sumSquares!.dispose();
+    sumSquares.dispose();
 
     // Pass 2: the clips, Adam and weight decay, fused into one engine op per leaf (td.adamwUpdate: the same
     // float operations in the same order as the chain of elementwise ops, so bit-identical on the CPU; on a

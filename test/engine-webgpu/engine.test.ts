@@ -93,6 +93,31 @@ test("the U-Net (features 4) training loss with its gradient penalty: loss and a
   console.log(`# worst gradient error relative to scale: ${worst.toExponential(2)}`);
 });
 
+test("sumOfSquares (the optimizer's global norm): one kernel per 15 tensors (3 with 4 storage buffers) and a sum, as the reference", async () => {
+  const full = await webgpuBackend();
+  const compat = new WebGpuBackend(await kernels({ maxStorageBuffers: 4 }));
+  // 40 tensors: one of 300,000 elements (more than 64 workgroups' worth of 4,096), empty ones, odd sizes.
+  const spec: Record<string, number[]> = { big: [300, 1000], empty: [0], one: [1] };
+  for (let i = 0; i < 37; i++) spec[`t${i}`] = [1 + ((i * 37) % 97), 1 + (i % 5)];
+  const leaves = randomLeaves(spec, 21);
+  for (const [gpu, perKernel] of [[full, Math.min(15, full.kernels.maxStorageBuffers - 1)], [compat, 3]] as const) {
+    for (const clip of [undefined, 0.3]) {
+      const run = (t: Map<string, td.Tensor>): td.Tensor[] => [td.sumOfSquares([...t.values()], clip === undefined ? {} : { clip })];
+      const ref = await onBackend(new CpuBackend(), leaves, run);
+      const before = gpu.stats().dispatches;
+      const got = await onBackend(gpu, leaves, run);
+      // The partial sums (one kernel per perKernel tensors), then their sum.
+      assert.equal(gpu.stats().dispatches - before, Math.ceil(leaves.size / perKernel) + 1, `dispatches, ${perKernel} tensors per kernel`);
+      // A float32 sum of ~300,000 positive terms in another order: 1e-5 relative (measured ~1e-7).
+      const e = assertTensorClose(got[0]!, ref[0]!, 1e-5, `sumOfSquares, clip ${clip}, ${perKernel} per kernel`);
+      console.log(`# sumOfSquares (${perKernel} tensors per kernel, clip ${clip}): relative error ${e.toExponential(1)}`);
+    }
+  }
+  // A NaN element stays NaN through the clip (as the chain's clip).
+  const nan = await onBackend(full, new Map([["x", { values: Float64Array.of(1, NaN, 2), shape: [3] }]]), (t) => [td.sumOfSquares([t.get("x")!], { clip: 0.5 })]);
+  assert.ok(Number.isNaN(nan[0]![0]!), "NaN through the clip");
+});
+
 test("adamwUpdate (fused AdamW: one dispatch, or four with 4 storage buffers) matches the reference for every branch", async () => {
   const full = await webgpuBackend();
   // WebGPU's compatibility mode (4 storage buffers per stage): the four-dispatch form.

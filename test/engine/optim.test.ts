@@ -63,3 +63,33 @@ test("adamwUpdate: mismatched shapes, dtypes and bad step values are refused wit
   assert.throws(() => td.adamwUpdate(p, p, p, p, td.zeros([2]), BASE), /stepScalars must be 4 float32 values \[norm, lr, bc1, bc2\], got \[2\]/);
   assert.throws(() => td.adamwUpdate(p, p, p, p, scalars(1, "float64"), BASE), /stepScalars must be 4 float32 values .*float64/);
 });
+
+// td.sumOfSquares on a host backend is the chain the optimizer wrote before (sum(square(clip(g))) leaf by
+// leaf, added in order): exact equality.
+for (const dtype of ["float32", "float64"] as const) {
+  test(`sumOfSquares equals the chain sum(square(clip(t))) added leaf by leaf, exactly (${dtype})`, () => {
+    const leaves = [td.tensor([0.1, -2, 0.25, 3e-3], [2, 2], dtype), td.tensor([7], [1], dtype), td.tensor([-0.4, 0.2, 0.05], [3], dtype), td.zeros([0], dtype)];
+    for (const clip of [undefined, 0.3, 0]) {
+      let chain = td.scalar(0, dtype);
+      for (const [i, t] of leaves.entries()) {
+        const leaf = td.sum(td.square(clip === undefined ? t : td.clip(t, -clip, clip)));
+        chain = i === 0 ? leaf : td.add(chain, leaf);
+      }
+      const got = td.sumOfSquares(leaves, clip === undefined ? {} : { clip });
+      assert.equal(got.dtype, dtype);
+      assert.deepEqual(got.shape, []);
+      assert.equal(got.item(), chain.item(), `clip ${clip}`);
+    }
+  });
+}
+
+test("sumOfSquares: a NaN stays NaN through the clip; no gradient is recorded; bad arguments are refused", () => {
+  assert.ok(Number.isNaN(td.sumOfSquares([td.tensor([NaN, 1])], { clip: 0.5 }).item()));
+  const x = td.tensor([1, 2]);
+  // Not differentiable, as documented: the gradient through it is zero (as through stopGradient).
+  assert.deepEqual([...td.grad((t: td.Tensor) => td.add(td.sumOfSquares([t]), td.sum(t)))(x).toArray()], [1, 1]);
+  assert.throws(() => td.sumOfSquares([]), /sumOfSquares: no tensors/);
+  assert.throws(() => td.sumOfSquares([td.zeros([2]), td.zeros([2], "float64")]), /every tensor must be float32, got float64/);
+  assert.throws(() => td.sumOfSquares([td.zeros([2], "int32")]), /float32 or float64/);
+  assert.throws(() => td.sumOfSquares([x], { clip: -1 }), /clip must be >= 0, got -1/);
+});

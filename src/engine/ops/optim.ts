@@ -2,7 +2,9 @@
 // On a GPU that is ~20x fewer dispatches for the optimizer; on the CPU the results are bit-identical to the
 // chain (see backends/cpu/optim.ts).
 import type { AdamWArgs } from "../backend.ts";
-import { emptyTensor, getBackend, shapeString, Tensor } from "../tensor.ts";
+import { emptyTensor, getBackend, noGrad, shapeString, tidy, Tensor } from "../tensor.ts";
+import { add, clip as clipValues, square } from "./elementwise.ts";
+import { sum } from "./reduce.ts";
 
 export type { AdamWArgs } from "../backend.ts";
 
@@ -27,4 +29,39 @@ export function adamwUpdate(p: Tensor, g: Tensor, m: Tensor, v: Tensor, stepScal
   const outV = emptyTensor(p.shape, p.dtype, "adamwUpdate.v");
   getBackend().adamw(p.storage, g.storage, m.storage, v.storage, stepScalars.storage, args, outP.storage, outM.storage, outV.storage);
   return [outP, outM, outV];
+}
+
+/**
+ * The sum over `tensors` of the sum of their squared elements, each clipped to [-clip, clip] first when
+ * `clip` is given: a scalar of their (float) dtype. Optimizers take the global gradient norm as its square
+ * root (optax's global_norm; with the clip, that of the element-wise clipped gradients). As the chain
+ * sum(square(clip(t))) leaf by leaf, the leaves' sums added in order: bit for bit on host backends; a
+ * backend with Backend.sumSquares (WebGPU: one kernel per up to 15 tensors, then one sum) adds in its own
+ * order. Not differentiable (no gradient is recorded), as the updates it serves.
+ */
+export function sumOfSquares(tensors: readonly Tensor[], options: { clip?: number } = {}): Tensor {
+  const first = tensors[0];
+  if (!first) throw new Error("sumOfSquares: no tensors");
+  if (first.dtype === "int32") throw new Error("sumOfSquares: tensors must be float32 or float64");
+  for (const t of tensors) if (t.dtype !== first.dtype) throw new Error(`sumOfSquares: every tensor must be ${first.dtype}, got ${t.dtype}`);
+  const { clip } = options;
+  if (clip !== undefined && !(clip >= 0)) throw new Error(`sumOfSquares: clip must be >= 0, got ${clip}`);
+  const backend = getBackend();
+  if (backend.sumSquares && first.dtype === "float32") {
+    const out = emptyTensor([], first.dtype, "sumOfSquares");
+    backend.sumSquares(tensors.map((t) => t.storage), clip ?? null, out.storage);
+    return out;
+  }
+  return noGrad(() => {
+    let total: Tensor | null = null;
+    for (const t of tensors) {
+      const next: Tensor = tidy(() => {
+        const leaf = sum(square(clip === undefined ? t : clipValues(t, -clip, clip)));
+        return total === null ? leaf : add(total, leaf);
+      });
+      total?.dispose();
+      total = next;
+    }
+    return total!;
+  });
 }

@@ -359,7 +359,12 @@ export class WebGpuBackend implements Backend {
     this.ready(p, g, m, v, scalars, outP, outM, outV);
     this.kernels.adamw(p, g, m, v, scalars, args, outP, outM, outV);
     this.recorded();
+  }  sumSquares(arrays: readonly GpuArray[], clip: number | null, out: GpuArray): void {
+    this.ready(...arrays, out);
+    this.kernels.sumSquares(arrays, clip, out);
+    this.recorded();
   }
+
   randomNormal(key: GpuArray, out: GpuArray): void {
     this.ready(key, out);
     this.kernels.randomNormal(key, out);

@@ -17,7 +17,7 @@ import { binarySource, selectSource, unarySource } from "./shaders/elementwise.t
 import { GEMM_EPILOGUE_PARAM_BASE, type GemmRows, type GemmTiling, conv2dKernelGradSource, conv2dSource, gemmWithEpilogue, matmulSource, splitKSumWithEpilogue, tileSize } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
 import { layerNormGradXSource, layerNormLanes, layerNormSource, layerNormWorkgroups } from "./shaders/norm.ts";
-import { ADAMW, ADAMW_DIRECTION, ADAMW_M, ADAMW_P, ADAMW_V } from "./shaders/optim.ts";
+import { ADAMW, ADAMW_DIRECTION, ADAMW_M, ADAMW_P, ADAMW_V, sumSquaresSource } from "./shaders/optim.ts";
 import { REDUCE_PARAM_BASE, cumulativeSource, reduceSource } from "./shaders/reduce.ts";
 import { Recording, type ParamSlot } from "./recording.ts";
 import type { KernelProfiler } from "./profiler.ts";
@@ -680,6 +680,33 @@ export class WebGpuKernels {
     this.run(enc, "adamwV", () => ADAMW_V, "main", params, [g.buffer, v.buffer, scalars.buffer, outV.buffer], grid);
     this.run(enc, "adamwDirection", () => ADAMW_DIRECTION, "main", params, [outM.buffer, outV.buffer, scalars.buffer, outP.buffer], grid);
     this.run(enc, "adamwP", () => ADAMW_P, "main", params, [p.buffer, scalars.buffer, outP.buffer], grid);
+  }
+
+  /**
+   * out[0] = the sum of the squares of every element of `arrays`, each clipped to [-clip, clip] first unless
+   * clip is null (Backend.sumSquares): one kernel per up to 15 arrays (as the device's storage buffers allow)
+   * writing partial sums, up to 64 workgroups per array, then one sum of the partials.
+   */
+  sumSquares(arrays: readonly GpuArray[], clip: number | null, out: GpuArray, enc: Encoder = this.encoder()): void {
+    const perKernel = Math.max(1, Math.min(15, this.maxStorageBuffers - 1));
+    const groups: GpuArray[][] = [];
+    for (let i = 0; i < arrays.length; i += perKernel) groups.push(arrays.slice(i, i + perKernel));
+    const chunksOf = (group: readonly GpuArray[]) => Math.min(64, Math.max(1, Math.ceil(Math.max(...group.map((a) => a.length)) / 4096)));
+    const total = groups.reduce((n, group) => n + group.length * chunksOf(group), 0);
+    if (total === 0) {
+      this.fill(out, 0, enc);
+      return;
+    }
+    const partial = this.temp("float32", total);
+    let offset = 0;
+    for (const group of groups) {
+      const chunks = chunksOf(group);
+      const params = [group.length, clip === null ? 0 : 1, f32Bits(-(clip ?? 0)), f32Bits(clip ?? 0), chunks, offset, ...group.map((a) => a.length)];
+      this.run(enc, `sumSquares:${group.length}`, () => sumSquaresSource(group.length), "main", params, [...group.map((a) => a.buffer), partial.buffer], [chunks, group.length, 1]);
+      offset += group.length * chunks;
+    }
+    this.reduce("sum", partial, [total], [0], out, enc);
+    this.release(partial);
   }
 
   /** How many K splits for a product with `tiles` output tiles. */

@@ -71,3 +71,49 @@ export const ADAMW_V = updateKernel(["G", "V", "SCALARS"], ["OUT"], "  OUT[i] = 
 export const ADAMW_DIRECTION = updateKernel(["M", "V", "SCALARS"], ["OUT"], "  OUT[i] = direction(M[i], V[i]);");
 /** p' = p - lr (d + wd p), d read from the output it replaces. Bindings: PARAM, SCALARS, OUT. */
 export const ADAMW_P = updateKernel(["PARAM", "SCALARS"], ["OUT"], "  OUT[i] = finishP(PARAM[i], OUT[i]);");
+
+/**
+ * Partial sums of squares of `count` arrays X0.. (Backend.sumSquares), each element first clipped to
+ * [Pf(2), Pf(3)] when P(1) = 1 (as `clipped` above: a NaN stays NaN). Workgroup (c, j) sums the squares of
+ * X_j[i] for i = 256 c + t, 256 c + t + 256 P(4), ... below its length P(6 + j), into Out[P(5) + j P(4) + c]
+ * (P(4) = workgroups per array). The arrays differ in length; the workgroup's array is uniform, so each
+ * branch below is taken by whole workgroups.
+ */
+export function sumSquaresSource(count: number): string {
+  const inputs = Array.from({ length: count }, (_, j) => `@group(0) @binding(${j + 1}) var<storage, read> X${j}: array<f32>;`);
+  const branches = Array.from({ length: count }, (_, j) => `if (j == ${j}u) {
+    for (var i = c * 256u + t; i < n; i += stride) { let v = clipElement(X${j}[i]); s += v * v; }
+  }`);
+  return /* wgsl */ `${COMMON}
+${inputs.join("\n")}
+@group(0) @binding(${count + 1}) var<storage, read_write> Out: array<f32>;
+var<workgroup> partial: array<f32, 256>;
+
+fn clipElement(g: f32) -> f32 {
+  var c = g;
+  if (P(1) == 1u) {
+    c = select(Pf(2), c, isNanF32(c) || c >= Pf(2));
+    c = select(Pf(3), c, isNanF32(c) || c <= Pf(3));
+  }
+  return c;
+}
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  let c = wid.x;
+  let j = wid.y;
+  let chunks = P(4);
+  let n = P(6u + j);
+  let stride = chunks * 256u;
+  var s = 0.0;
+  ${branches.join(" else ")}
+  partial[t] = s;
+  workgroupBarrier();
+  for (var h = 128u; h > 0u; h >>= 1u) {
+    if (t < h) { partial[t] += partial[t + h]; }
+    workgroupBarrier();
+  }
+  if (t == 0u) { Out[P(5) + j * chunks + c] = partial[0]; }
+}
+`;
+}
