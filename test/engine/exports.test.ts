@@ -25,6 +25,7 @@ const COVERED: Record<string, string> = {
   conv2d: "conv", conv2dKernelGrad: "conv", flipKernel: "conv",
   gelu: "nn", layerNorm: "nn", softmax: "nn", maxPool2x2: "nn", upsampleNearest: "nn",
   adamwUpdate: "optim",
+  sumOfSquares: "optim",
   captureStep: "../engine-webgpu/capture", canCapture: "../engine-webgpu/capture",
 };
 const RANDOM = ["choice", "foldIn", "key", "keyWords", "normal", "normalArray", "normalFromKey", "randomBits", "split", "threefry2x32", "truncatedNormalArray", "uniform", "uniformArray"];
