@@ -166,6 +166,19 @@ async function createInBrowser(gpu: GPU, mode: AdapterMode, timestamps: boolean)
 }
 
 /**
+ * Calls `drop` (which lets the Dawn instance be collected) once the destroyed device's pending callbacks have
+ * run. node-webgpu polls the instance while any callback is pending (work done, buffer maps, compilation
+ * info) and holds it by a raw pointer, so an instance collected under a pending poll crashes the process
+ * (seen at exit in ~1 test file run of 10). A callback asked for after destroy() runs after those asked
+ * before; 2 s bound the wait.
+ */
+function dropWhenSettled(device: GPUDevice, drop: () => void): void {
+  const settled = device.queue.onSubmittedWorkDone().catch(() => undefined);
+  const timeout = new Promise<void>((resolve) => (setTimeout(resolve, 2000) as unknown as { unref?: () => void }).unref?.());
+  void Promise.race([settled, timeout]).then(() => setTimeout(drop, 0));
+}
+
+/**
  * Creates a device on the best adapter available (see the file header). Throws, naming the Debian
  * packages to install, when none can be created.
  */
@@ -203,7 +216,7 @@ export async function createGpuDevice(options: GpuDeviceOptions = {}): Promise<G
       // The Dawn instance (gpu) keeps Node's event loop alive: hold it only as long as the device lives.
       const holder = { gpu: gpu as GPU | null };
       gpu = null;
-      return contextOf(device, adapter, info, () => { holder.gpu = null; });
+      return contextOf(device, adapter, info, () => dropWhenSettled(device, () => { holder.gpu = null; }));
     } catch (e) {
       failures.push(`${attempt.path}: ${(e as Error).message}`);
     } finally {
