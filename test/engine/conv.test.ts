@@ -105,3 +105,30 @@ describe("conv2dKernelGrad / flipKernel", () => {
     gradcheck((k) => td.mul(td.flipKernel(k), td.flipKernel(td.exp(k))), [randn(151, [3, 3, 2, 3])], { name: "flipKernel" });
   });
 });
+
+describe("conv2dInputGrad", () => {
+  // The input gradient as one op: its value is conv2d(g, flipKernel(k), kh - 1 - pad) exactly (it runs that);
+  // its gradients (conv2d and conv2dKernelGrad, no flip) pass first- and second-order gradchecks, and its
+  // kernel gradient equals the flip of the flipped kernel's (float64 sums in another order: 1e-13).
+  for (const c of CASES.filter((k) => k.pad !== undefined)) {
+    test(`conv2dInputGrad ${c.label}: value, gradients without a flip, gradchecks`, () => {
+      const [kh, kw] = c.k as [number, number];
+      const pad = c.pad!;
+      const gShape = [c.x[0]!, c.x[1]! + 2 * pad - kh + 1, c.x[2]! + 2 * pad - kw + 1, c.k[3]!];
+      td.tidy(() => {
+        const g = randn(160, gShape);
+        const k = randn(161, c.k);
+        const h = randn(162, c.x);
+        const y = td.conv2dInputGrad(g, k, pad);
+        assertTensor(y, c.x, td.conv2d(g, td.flipKernel(k), kh - 1 - pad).data, 0, 0, `${c.label}: value`);
+        k.requiresGrad = true;
+        const [viaOp] = td.gradients(td.conv2dInputGrad(g, k, pad), [k], { seed: h });
+        const [viaFlip] = td.gradients(td.conv2d(g, td.flipKernel(k), kh - 1 - pad), [k], { seed: h });
+        k.requiresGrad = false;
+        assertTensor(viaOp!, c.k, viaFlip!.data, 1e-13, 1e-13, `${c.label}: kernel gradient`);
+      });
+      gradcheck((g, k) => td.conv2dInputGrad(g, k, pad), [randn(163, gShape), randn(164, c.k)], { name: `conv2dInputGrad ${c.label}` });
+      gradcheck((g, k) => td.square(td.conv2dInputGrad(td.sin(g), k, pad)), [randn(165, gShape), randn(166, c.k)], { name: `square(conv2dInputGrad) ${c.label}` });
+    });
+  }
+});

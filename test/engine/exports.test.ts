@@ -22,7 +22,7 @@ const COVERED: Record<string, string> = {
   reshape: "shape", transpose: "shape", slice: "shape", padInto: "shape", concat: "shape", gatherFlat: "shape",
   scatterAddFlat: "shape", take: "shape", cast: "shape",
   matmul: "linalg", linear: "linalg",
-  conv2d: "conv", conv2dKernelGrad: "conv", flipKernel: "conv",
+  conv2d: "conv", conv2dInputGrad: "conv", conv2dKernelGrad: "conv", flipKernel: "conv",
   gelu: "nn", layerNorm: "nn", softmax: "nn", maxPool2x2: "nn", upsampleNearest: "nn",
   adamwUpdate: "optim",
   sumOfSquares: "optim",

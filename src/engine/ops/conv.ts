@@ -1,6 +1,6 @@
 // 2-D convolution, NHWC input and HWIO kernel, stride 1, zero padding (Flax's nnx.Conv layout).
 import type { ConvArgs } from "../backend.ts";
-import { emptyTensor, getBackend, record, shapeString, Tensor, needsGrad } from "../tensor.ts";
+import { emptyTensor, getBackend, noGrad, record, shapeString, tidy, Tensor, needsGrad } from "../tensor.ts";
 import { checkFloat, checkRank, checkSameDtype } from "./checks.ts";
 import { slice } from "./shape.ts";
 
@@ -32,7 +32,7 @@ export function conv2d(x: Tensor, kernel: Tensor, pad?: number): Tensor {
   const out = emptyTensor([args.b, args.oh, args.ow, o], x.dtype, "conv2d");
   getBackend().conv2d(x.storage, kernel.storage, out.storage, args);
   return record(out, "conv2d", [x, kernel], (g) => [
-    needsGrad(x) ? conv2d(g, flipKernel(kernel), kh - 1 - p) : null,
+    needsGrad(x) ? conv2dInputGrad(g, kernel, p) : null,
     needsGrad(kernel) ? conv2dKernelGrad(x, g, kh, kw, p) : null,
   ]);
 }
@@ -50,8 +50,25 @@ export function conv2dKernelGrad(x: Tensor, g: Tensor, kh: number, kw: number, p
   const out = emptyTensor([kh, kw, args.c, args.o], x.dtype, "conv2dKernelGrad");
   getBackend().conv2dKernelGrad(x.storage, g.storage, out.storage, args);
   return record(out, "conv2dKernelGrad", [x, g], (h) => [
-    needsGrad(x) ? conv2d(g, flipKernel(h), kh - 1 - pad) : null,
+    needsGrad(x) ? conv2dInputGrad(g, h, pad) : null,
     needsGrad(g) ? conv2d(x, h, pad) : null,
+  ]);
+}
+
+/**
+ * dL/dx of conv2d(x, kernel, pad) for its output gradient g: conv2d(g, flipKernel(kernel), kh - 1 - pad), as
+ * one op whose own gradients need no flip (a gradient penalty differentiates it): d/dg is conv2d(h, kernel,
+ * pad), and d/dkernel, the flip of the flipped kernel's gradient, is conv2dKernelGrad(h, g, kh, kw, pad).
+ */
+export function conv2dInputGrad(g: Tensor, kernel: Tensor, pad: number): Tensor {
+  checkRank("conv2dInputGrad", g, 4, "output gradient");
+  checkRank("conv2dInputGrad", kernel, 4, "kernel");
+  const [kh, kw] = kernel.shape as [number, number];
+  // The flip is an intermediate the value needs and the gradients do not (a device reads it flipped in place).
+  const out = noGrad(() => tidy(() => conv2d(g, flipKernel(kernel), kh - 1 - pad)));
+  return record(out, "conv2dInputGrad", [g, kernel], (h) => [
+    needsGrad(g) ? conv2d(h, kernel, pad) : null,
+    needsGrad(kernel) ? conv2dKernelGrad(h, g, kh, kw, pad) : null,
   ]);
 }
 
