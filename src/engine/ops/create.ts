@@ -29,8 +29,19 @@ export function scalar(value: number, dtype: DType = "float32"): Tensor {
   return tensor([value], [], dtype);
 }
 
+/** Tensors up to this size are filled on the host and uploaded: on a device, no command in the step. */
+const HOST_FILL_MAX = 4096;
+
 export function full(shape: Shape, value: number, dtype: DType = "float32"): Tensor {
   checkShape("full", shape);
+  const size = sizeOf(shape);
+  if (size <= HOST_FILL_MAX) {
+    // (layerNorm's gradients ask for ones and zeros of its channel count ~60 times per training step: as
+    // uploads they are no kernels, and a replayed step does not redo them.)
+    const data = allocTyped(dtype, size);
+    data.fill(value);
+    return tensorFromHost(data, shape, dtype, "full");
+  }
   const out = emptyTensor(shape, dtype, "full");
   getBackend().fill(out.storage, value);
   return out;
