@@ -8,11 +8,12 @@
 // (the U-Net's last convolution has N = 1, features 8 or 16 give N = 8 or 16) computes half the columns
 // it would in a 64-wide tile. (16 wide would need 256-row tiles: 17 KiB of workgroup memory, over the 16
 // KiB every adapter offers.) R = 4 or 8 (the option gemmRows; 8 feeds each staged value to twice the
-// multiply-adds; which is faster on a GPU is for bench/webgpu-gemm.ts to say). K advances in steps of 16, staging a TILE_M x 16 tile of A
-// and a 16 x TILE_N tile of B in workgroup memory as vec4s. Every invocation loads groups of 4 consecutive
-// rows of A at one k, 64 rows apart (and the first 16 TX invocations 4 consecutive columns of B), with
-// neighbouring invocations on neighbouring addresses of the operand's memory layout. The convolutions'
-// loaders count their k in its digits (tap, channel; image, row, column) instead of dividing each step.
+// multiply-adds; which is faster on a GPU is for bench/webgpu-gemm.ts to say). K advances in steps of 16,
+// staging a TILE_M x 16 tile of A and a 16 x TILE_N tile of B in workgroup memory as vec4s. Every
+// invocation loads groups of 4 consecutive rows of A at one k, 64 rows apart (and the first 16 TX
+// invocations 4 consecutive columns of B), with neighbouring invocations on neighbouring addresses of the
+// operand's memory layout. The convolutions' loaders count their k in its digits (tap, channel; image,
+// row, column) instead of dividing each step.
 // workgroup_id.z is split * batch + batch index: split-K runs write partial tiles to [splits, batch, M, N],
 // summed afterwards by the reduce kernel.
 
