@@ -55,6 +55,12 @@ export interface ConvArgs {
  * decoupled weight decay, scale by -lr), as plain numbers; kernels round each to the tensor dtype. What
  * changes from step to step (the norm, lr and bias corrections) comes in a tensor instead (Backend.adamw).
  */
+/** One parameter tensor's AdamW update (Backend.adamwMany): its inputs and the outputs to write. */
+export interface AdamWItem<S = Storage> {
+  p: S; g: S; m: S; v: S;
+  outP: S; outM: S; outV: S;
+}
+
 export interface AdamWArgs {
   /** Element-wise clip to [-elementClip, elementClip]; null = none. */
   elementClip: number | null;
@@ -116,6 +122,8 @@ export interface Backend {
    * stays NaN). Without it, sumOfSquares runs as the chain of ops.
    */
   sumSquares?(arrays: readonly Storage[], clip: number | null, out: Storage): void;
+  /** Optional: Backend.adamw for every item, with the same step values (a device's few-kernel form). */
+  adamwMany?(items: readonly AdamWItem[], scalars: Storage, args: AdamWArgs): void;
 
   unary(op: UnaryOp, x: Storage, out: Storage): void;
   /** NumPy broadcasting; aShape, bShape and outShape have equal rank. */

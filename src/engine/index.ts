@@ -23,5 +23,5 @@ export { matmul } from "./ops/linalg.ts";
 export type { MatmulOptions } from "./ops/linalg.ts";
 export { conv2d, conv2dInputGrad, conv2dKernelGrad, flipKernel } from "./ops/conv.ts";
 export { gelu, layerNorm, softmax, maxPool2x2, upsampleNearest, linear } from "./ops/nn.ts";
-export { adamwUpdate, sumOfSquares } from "./ops/optim.ts";
+export { adamwUpdate, adamwUpdates, sumOfSquares } from "./ops/optim.ts";
 export type { AdamWArgs } from "./ops/optim.ts";

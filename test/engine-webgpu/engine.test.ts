@@ -93,6 +93,28 @@ test("the U-Net (features 4) training loss with its gradient penalty: loss and a
   console.log(`# worst gradient error relative to scale: ${worst.toExponential(2)}`);
 });
 
+test("adamwUpdates: tensors of different sizes, several per kernel, the same bits as one adamwUpdate each", async () => {
+  const gpu = await webgpuBackend();
+  const perKernel = Math.min(8, Math.floor((gpu.kernels.maxStorageBuffers - 1) / 7));
+  assert.ok(perKernel >= 2, `this adapter binds ${gpu.kernels.maxStorageBuffers} storage buffers: two tensors per kernel untested`);
+  const sizes = [[300, 700], [5], [64, 3], [1], [0], [17, 9], [2000]];
+  const spec: Record<string, number[]> = {};
+  sizes.forEach((shape, i) => { for (const part of ["p", "g", "m", "v"]) spec[`${part}${i}`] = shape; });
+  const leaves = randomLeaves(spec, 33);
+  const args: td.AdamWArgs = { elementClip: 0.3, maxNorm: 0.5, b1: 0.9, b2: 0.999, eps: 1e-8, weightDecay: 2e-5 };
+  const items = (t: Map<string, td.Tensor>) => sizes.map((_, i) => ({ p: t.get(`p${i}`)!, g: t.get(`g${i}`)!, m: t.get(`m${i}`)!, v: td.square(t.get(`v${i}`)!) }));
+  const scalars = () => td.tensor([0.8, 3e-4, 0.19, 0.001999]);
+  const before = gpu.stats().dispatches;
+  const many = await onBackend(gpu, leaves, (t) => td.adamwUpdates(items(t), scalars(), args).flat());
+  // The squares of the 6 non-empty v run first (an empty one dispatches nothing); then the updates of the 6
+  // non-empty tensors, perKernel at a time.
+  assert.equal(gpu.stats().dispatches - before, 6 + Math.ceil(6 / perKernel), "dispatches");
+  const one = await onBackend(gpu, leaves, (t) => items(t).flatMap(({ p, g, m, v }) => td.adamwUpdate(p, g, m, v, scalars(), args)));
+  many.forEach((values, i) => assert.deepEqual(values, one[i], `output ${i}: bit for bit`)); // the same float operations
+  const ref = await onBackend(new CpuBackend(), leaves, (t) => td.adamwUpdates(items(t), scalars(), args).flat());
+  many.forEach((values, i) => assertTensorClose(values, ref[i]!, 1e-5, `output ${i} vs the reference`, 1e-3));
+});
+
 test("sumOfSquares (the optimizer's global norm): one kernel per 15 tensors (3 with 4 storage buffers) and a sum, as the reference", async () => {
   const full = await webgpuBackend();
   const compat = new WebGpuBackend(await kernels({ maxStorageBuffers: 4 }));

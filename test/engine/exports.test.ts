@@ -24,7 +24,7 @@ const COVERED: Record<string, string> = {
   matmul: "linalg", linear: "linalg",
   conv2d: "conv", conv2dInputGrad: "conv", conv2dKernelGrad: "conv", flipKernel: "conv",
   gelu: "nn", layerNorm: "nn", softmax: "nn", maxPool2x2: "nn", upsampleNearest: "nn",
-  adamwUpdate: "optim",
+  adamwUpdate: "optim", adamwUpdates: "../engine-webgpu/engine",
   sumOfSquares: "optim",
   captureStep: "../engine-webgpu/capture", canCapture: "../engine-webgpu/capture",
 };

@@ -15,6 +15,29 @@ export type { AdamWArgs } from "../backend.ts";
  * [p, m, v]. Not differentiable (no gradient is recorded): it is an update, run under noGrad by optimizers.
  */
 export function adamwUpdate(p: Tensor, g: Tensor, m: Tensor, v: Tensor, stepScalars: Tensor, args: AdamWArgs): [Tensor, Tensor, Tensor] {
+  return adamwUpdates([{ p, g, m, v }], stepScalars, args)[0]!;
+}
+
+/**
+ * adamwUpdate for every parameter of a model with the same step values: [p, m, v] per item, in order. A
+ * backend with Backend.adamwMany updates several tensors per kernel (WebGPU: two with 16 storage buffers);
+ * the values are adamwUpdate's either way.
+ */
+export function adamwUpdates(items: readonly { p: Tensor; g: Tensor; m: Tensor; v: Tensor }[], stepScalars: Tensor, args: AdamWArgs): [Tensor, Tensor, Tensor][] {
+  for (const item of items) checkAdamW(item.p, item.g, item.m, item.v, stepScalars);
+  const outs = items.map(({ p }) => [emptyTensor(p.shape, p.dtype, "adamwUpdate.p"), emptyTensor(p.shape, p.dtype, "adamwUpdate.m"), emptyTensor(p.shape, p.dtype, "adamwUpdate.v")] as [Tensor, Tensor, Tensor]);
+  const backend = getBackend();
+  if (backend.adamwMany && items.length > 1) {
+    backend.adamwMany(items.map(({ p, g, m, v }, i) => ({
+      p: p.storage, g: g.storage, m: m.storage, v: v.storage, outP: outs[i]![0].storage, outM: outs[i]![1].storage, outV: outs[i]![2].storage,
+    })), stepScalars.storage, args);
+  } else {
+    items.forEach(({ p, g, m, v }, i) => backend.adamw(p.storage, g.storage, m.storage, v.storage, stepScalars.storage, args, outs[i]![0].storage, outs[i]![1].storage, outs[i]![2].storage));
+  }
+  return outs;
+}
+
+function checkAdamW(p: Tensor, g: Tensor, m: Tensor, v: Tensor, stepScalars: Tensor): void {
   for (const [name, t] of [["g", g], ["m", m], ["v", v]] as const) {
     if (t.dtype !== p.dtype || t.size !== p.size || t.rank !== p.rank || t.shape.some((d, i) => d !== p.shape[i])) {
       throw new Error(`adamwUpdate: ${name} is ${shapeString(t.shape)} ${t.dtype}, the parameter ${shapeString(p.shape)} ${p.dtype}`);
@@ -24,11 +47,6 @@ export function adamwUpdate(p: Tensor, g: Tensor, m: Tensor, v: Tensor, stepScal
   if (stepScalars.size !== 4 || stepScalars.dtype !== p.dtype) {
     throw new Error(`adamwUpdate: stepScalars must be 4 ${p.dtype} values [norm, lr, bc1, bc2], got ${shapeString(stepScalars.shape)} ${stepScalars.dtype}`);
   }
-  const outP = emptyTensor(p.shape, p.dtype, "adamwUpdate.p");
-  const outM = emptyTensor(p.shape, p.dtype, "adamwUpdate.m");
-  const outV = emptyTensor(p.shape, p.dtype, "adamwUpdate.v");
-  getBackend().adamw(p.storage, g.storage, m.storage, v.storage, stepScalars.storage, args, outP.storage, outM.storage, outV.storage);
-  return [outP, outM, outV];
 }
 
 /**

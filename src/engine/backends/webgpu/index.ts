@@ -7,7 +7,7 @@
 // pending too (flips.ts): conv2d reads a pending flip's source flipped. With fusion on, so are layer norms,
 // matmuls and convolutions (producers.ts): an expression of one's output (gelu(layerNorm(h)), conv + bias)
 // runs in its kernel as an epilogue.
-import type { AdamWArgs, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, Recording, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
+import type { AdamWArgs, AdamWItem, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, Recording, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
 import { describeAdapter, type GpuDeviceOptions } from "./device.ts";
 import { KernelProfiler, type DispatchTime } from "./profiler.ts";
 import { PendingFlips, type FlipStats } from "./flips.ts";
@@ -356,8 +356,12 @@ export class WebGpuBackend implements Backend {
     this.recorded();
   }
   adamw(p: GpuArray, g: GpuArray, m: GpuArray, v: GpuArray, scalars: GpuArray, args: AdamWArgs, outP: GpuArray, outM: GpuArray, outV: GpuArray): void {
-    this.ready(p, g, m, v, scalars, outP, outM, outV);
-    this.kernels.adamw(p, g, m, v, scalars, args, outP, outM, outV);
+    this.adamwMany([{ p, g, m, v, outP, outM, outV }], scalars, args);
+  }
+  adamwMany(items: readonly AdamWItem<GpuArray>[], scalars: GpuArray, args: AdamWArgs): void {
+    for (const { p, g, m, v, outP, outM, outV } of items) this.ready(p, g, m, v, outP, outM, outV);
+    this.ready(scalars);
+    this.kernels.adamw(items, scalars, args);
     this.recorded();
   }  sumSquares(arrays: readonly GpuArray[], clip: number | null, out: GpuArray): void {
     this.ready(...arrays, out);

@@ -9,7 +9,7 @@
 // - Buffers come from a pool by size class; released buffers are reused in stream order (see buffers.ts).
 // - Parameters go to a uniform arena, one 256-byte slot per dispatch, written once per submit.
 import { stridesOf } from "../cpu/elementwise.ts";
-import type { AdamWArgs, BinaryOp, ConvArgs, MatmulArgs, ReduceOp, Shape, UnaryOp } from "../../backend.ts";
+import type { AdamWArgs, AdamWItem, BinaryOp, ConvArgs, MatmulArgs, ReduceOp, Shape, UnaryOp } from "../../backend.ts";
 import { BufferPool, MAP_MODE_READ, ParamArena, USAGE } from "./buffers.ts";
 import { createGpuDevice, type GpuAdapterSummary, type GpuContext, type GpuDeviceOptions } from "./device.ts";
 import { f32Bits } from "./shaders/common.ts";
@@ -17,7 +17,7 @@ import { binarySource, selectSource, unarySource } from "./shaders/elementwise.t
 import { GEMM_EPILOGUE_PARAM_BASE, type GemmRows, type GemmTiling, conv2dKernelGradSource, conv2dSource, gemmWithEpilogue, matmulSource, splitKSumWithEpilogue, tileSize } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
 import { layerNormGradXSource, layerNormLanes, layerNormSource, layerNormWorkgroups } from "./shaders/norm.ts";
-import { ADAMW, ADAMW_DIRECTION, ADAMW_M, ADAMW_P, ADAMW_V, sumSquaresSource } from "./shaders/optim.ts";
+import { ADAMW_DIRECTION, ADAMW_M, ADAMW_P, ADAMW_V, adamwSource, sumSquaresSource } from "./shaders/optim.ts";
 import { REDUCE_PARAM_BASE, cumulativeSource, reduceSource } from "./shaders/reduce.ts";
 import { Recording, type ParamSlot } from "./recording.ts";
 import type { KernelProfiler } from "./profiler.ts";
@@ -658,28 +658,36 @@ export class WebGpuKernels {
   // ---- products -----------------------------------------------------------------------------------
 
   /**
-   * The fused AdamW update (Backend.adamw): one dispatch, or, under 8 storage buffers, four of at most four
-   * (m, v, the update direction into outP, then p from it in place). The step's [norm, lr, bc1, bc2] are read
-   * from `scalars` on the device.
+   * The fused AdamW update (Backend.adamw, adamwMany) of each item: as many items per dispatch as the storage
+   * buffers allow (seven each and the step's values: one with 8, two with 16), items of similar size together;
+   * under 8 buffers (compatibility mode) four dispatches of at most four per item (m, v, the update direction
+   * into outP, then p from it in place). The step's [norm, lr, bc1, bc2] are read from `scalars` on the device.
    */
-  adamw(p: GpuArray, g: GpuArray, m: GpuArray, v: GpuArray, scalars: GpuArray, a: AdamWArgs, outP: GpuArray, outM: GpuArray, outV: GpuArray, enc: Encoder = this.encoder()): void {
-    if (p.dtype !== "float32") throw new Error("webgpu adamw: float32 parameters only");
-    const n = p.length;
-    if (n === 0) return;
+  adamw(items: readonly AdamWItem<GpuArray>[], scalars: GpuArray, a: AdamWArgs, enc: Encoder = this.encoder()): void {
+    if (items.some((it) => it.p.dtype !== "float32")) throw new Error("webgpu adamw: float32 parameters only");
     const clip = a.elementClip ?? 0;
     const params = [
-      n, a.elementClip === null ? 0 : 1, f32Bits(-clip), f32Bits(clip), a.maxNorm === null ? 0 : 1, f32Bits(a.maxNorm ?? 0),
+      0, a.elementClip === null ? 0 : 1, f32Bits(-clip), f32Bits(clip), a.maxNorm === null ? 0 : 1, f32Bits(a.maxNorm ?? 0),
       f32Bits(1 - a.b1), f32Bits(a.b1), f32Bits(1 - a.b2), f32Bits(a.b2), f32Bits(a.eps), a.weightDecay === 0 ? 0 : 1, f32Bits(a.weightDecay),
     ];
-    const grid = this.grid(n);
-    if (this.maxStorageBuffers >= 8) {
-      this.run(enc, "adamw", () => ADAMW, "main", params, [g.buffer, m.buffer, v.buffer, scalars.buffer, p.buffer, outM.buffer, outV.buffer, outP.buffer], grid);
-      return;
+    const live = items.filter((it) => it.p.length > 0).sort((x, y) => y.p.length - x.p.length);
+    const perKernel = Math.min(8, Math.floor((this.maxStorageBuffers - 1) / 7));
+    for (let i = 0; perKernel >= 1 && i < live.length; i += perKernel) {
+      const group = live.slice(i, i + perKernel);
+      const [x, z] = this.groups(Math.ceil(group[0]!.p.length / 256)); // the longest first: it sizes the grid
+      const buffers = group.flatMap((it) => [it.g, it.m, it.v, it.p, it.outM, it.outV, it.outP].map((b) => b.buffer));
+      this.run(enc, `adamw:${group.length}`, () => adamwSource(group.length), "main", [...params, 0, 0, 0, ...group.map((it) => it.p.length)],
+        [...buffers, scalars.buffer], [x, group.length, z]);
     }
-    this.run(enc, "adamwM", () => ADAMW_M, "main", params, [g.buffer, m.buffer, scalars.buffer, outM.buffer], grid);
-    this.run(enc, "adamwV", () => ADAMW_V, "main", params, [g.buffer, v.buffer, scalars.buffer, outV.buffer], grid);
-    this.run(enc, "adamwDirection", () => ADAMW_DIRECTION, "main", params, [outM.buffer, outV.buffer, scalars.buffer, outP.buffer], grid);
-    this.run(enc, "adamwP", () => ADAMW_P, "main", params, [p.buffer, scalars.buffer, outP.buffer], grid);
+    if (perKernel >= 1) return;
+    for (const { p, g, m, v, outP, outM, outV } of live) {
+      const words = [p.length, ...params.slice(1)];
+      const grid = this.grid(p.length);
+      this.run(enc, "adamwM", () => ADAMW_M, "main", words, [g.buffer, m.buffer, scalars.buffer, outM.buffer], grid);
+      this.run(enc, "adamwV", () => ADAMW_V, "main", words, [g.buffer, v.buffer, scalars.buffer, outV.buffer], grid);
+      this.run(enc, "adamwDirection", () => ADAMW_DIRECTION, "main", words, [outM.buffer, outV.buffer, scalars.buffer, outP.buffer], grid);
+      this.run(enc, "adamwP", () => ADAMW_P, "main", words, [p.buffer, scalars.buffer, outP.buffer], grid);
+    }
   }
 
   /**

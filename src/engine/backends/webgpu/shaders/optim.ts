@@ -1,5 +1,6 @@
-// WGSL of the fused AdamW update (Backend.adamw): one kernel (ADAMW, eight storage buffers) where the device
-// allows that many per stage, else four kernels of at most four (WebGPU's compatibility mode allows four):
+// WGSL of the fused AdamW update (Backend.adamw, adamwMany): one kernel for as many tensors as the device's
+// storage buffers allow (adamwSource: seven each and the step's values; eight buffers for one tensor), else
+// four kernels of at most four (WebGPU's compatibility mode allows four):
 // the first moment, the second moment, the update direction from the new moments, then the parameter. Every
 // float operation is the unfused op chain's, in its order, in both forms.
 //
@@ -54,14 +55,39 @@ ${body}
 `;
 }
 
-/** The whole update in one kernel: G, M, V, SCALARS, PARAM in; M', V', P' out (bindings 1..8). */
-export const ADAMW = updateKernel(["G", "M", "V", "SCALARS", "PARAM"], ["OUT_M", "OUT_V", "OUT_P"], `
-  let c = clipped(G[i]);
-  let m = newM(c, M[i]);
-  let v = newV(c, V[i]);
-  OUT_M[i] = m;
-  OUT_V[i] = v;
-  OUT_P[i] = finishP(PARAM[i], direction(m, v));`);
+/**
+ * The whole update of `count` parameter tensors in one kernel: item j's G, M, V, PARAM (in) and OUT_M,
+ * OUT_V, OUT_P (out) at bindings 7j + 1 .. 7j + 7, SCALARS after them. Workgroup (x, j, z) updates item j's
+ * elements i = 256 (z X + x) + t below its length P(16 + j) (X workgroups along x).
+ */
+export function adamwSource(count: number): string {
+  const names = ["G", "M", "V", "PARAM", "OUT_M", "OUT_V", "OUT_P"];
+  const bindings: string[] = [];
+  for (let j = 0; j < count; j++) {
+    names.forEach((name, k) => bindings.push(`@group(0) @binding(${7 * j + k + 1}) var<storage, ${k < 4 ? "read" : "read_write"}> ${name}${j}: array<f32>;`));
+  }
+  const branches = Array.from({ length: count }, (_, j) => `if (j == ${j}u) {
+    if (i < P(${16 + j}u)) {
+      let c = clipped(G${j}[i]);
+      let m = newM(c, M${j}[i]);
+      let v = newV(c, V${j}[i]);
+      OUT_M${j}[i] = m;
+      OUT_V${j}[i] = v;
+      OUT_P${j}[i] = finishP(PARAM${j}[i], direction(m, v));
+    }
+  }`);
+  return /* wgsl */ `${COMMON}
+${bindings.join("\n")}
+@group(0) @binding(${7 * count + 1}) var<storage, read> SCALARS: array<f32>;
+${CLIPPED}${STEPS}
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = (wid.z * nwg.x + wid.x) * 256u + lid;
+  let j = wid.y;
+  ${branches.join(" else ")}
+}
+`;
+}
 
 /** m' = (1 - b1) c + b1 m. Bindings: G, M, SCALARS, OUT. */
 export const ADAMW_M = updateKernel(["G", "M", "SCALARS"], ["OUT"], "  OUT[i] = newM(clipped(G[i]), M[i]);");
