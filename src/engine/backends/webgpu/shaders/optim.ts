@@ -10,15 +10,23 @@
 // it): SCALARS = [norm, lr, bc1, bc2].
 import { COMMON } from "./common.ts";
 
-const CLIPPED = /* wgsl */ `
-// The clipped gradient: the engine's maximum/minimum against constant bounds (a NaN stays NaN), then the
-// global-norm scale unless norm < max norm (tested on the bits: a NaN norm scales, as jax.lax.select).
-fn clipped(g: f32) -> f32 {
+// The element clip when P(1) = 1: the engine's maximum/minimum against the bounds Pf(2), Pf(3) (a NaN stays NaN).
+const CLIP_ELEMENT = /* wgsl */ `
+fn clipElement(g: f32) -> f32 {
   var c = g;
   if (P(1) == 1u) {
     c = select(Pf(2), c, isNanF32(c) || c >= Pf(2));
     c = select(Pf(3), c, isNanF32(c) || c <= Pf(3));
   }
+  return c;
+}
+`;
+
+const CLIPPED = /* wgsl */ `${CLIP_ELEMENT}
+// The clipped gradient: the element clip, then the global-norm scale unless norm < max norm (tested on the
+// bits: a NaN norm scales, as jax.lax.select).
+fn clipped(g: f32) -> f32 {
+  var c = clipElement(g);
   if (P(4) == 1u) {
     let norm = SCALARS[0];
     if (isNanF32(norm) || !(norm < Pf(5))) { c = (c / norm) * Pf(5); }
@@ -100,7 +108,7 @@ export const ADAMW_P = updateKernel(["PARAM", "SCALARS"], ["OUT"], "  OUT[i] = f
 
 /**
  * Partial sums of squares of `count` arrays X0.. (Backend.sumSquares), each element first clipped to
- * [Pf(2), Pf(3)] when P(1) = 1 (as `clipped` above: a NaN stays NaN). Workgroup (c, j) sums the squares of
+ * [Pf(2), Pf(3)] when P(1) = 1 (clipElement, as AdamW's). Workgroup (c, j) sums the squares of
  * X_j[i] for i = 256 c + t, 256 c + t + 256 P(4), ... below its length P(6 + j), into Out[P(5) + j P(4) + c]
  * (P(4) = workgroups per array). The arrays differ in length; the workgroup's array is uniform, so each
  * branch below is taken by whole workgroups.
@@ -114,16 +122,7 @@ export function sumSquaresSource(count: number): string {
 ${inputs.join("\n")}
 @group(0) @binding(${count + 1}) var<storage, read_write> Out: array<f32>;
 var<workgroup> partial: array<f32, 256>;
-
-fn clipElement(g: f32) -> f32 {
-  var c = g;
-  if (P(1) == 1u) {
-    c = select(Pf(2), c, isNanF32(c) || c >= Pf(2));
-    c = select(Pf(3), c, isNanF32(c) || c <= Pf(3));
-  }
-  return c;
-}
-
+${CLIP_ELEMENT}
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) t: u32) {
   let c = wid.x;
