@@ -363,12 +363,12 @@ export class WebGpuBackend implements Backend {
     this.ready(scalars);
     this.kernels.adamw(items, scalars, args);
     this.recorded();
-  }  sumSquares(arrays: readonly GpuArray[], clip: number | null, out: GpuArray): void {
+  }
+  sumSquares(arrays: readonly GpuArray[], clip: number | null, out: GpuArray): void {
     this.ready(...arrays, out);
     this.kernels.sumSquares(arrays, clip, out);
     this.recorded();
   }
-
   randomNormal(key: GpuArray, out: GpuArray): void {
     this.ready(key, out);
     this.kernels.randomNormal(key, out);
