@@ -627,7 +627,7 @@ export class WebGpuKernels {
     if (rows * cols === 0) return;
     const lanes = layerNormLanes(cols);
     this.run(enc, `layerNorm:${lanes}`, () => layerNormSource(lanes), "main", [rows, cols, f32Bits(eps)], [x.buffer, scale.buffer, bias.buffer, out.buffer],
-      this.groups(layerNormWorkgroups(rows, cols)));
+      this.groups(layerNormWorkgroups(rows, lanes)));
   }
 
   /**
@@ -643,7 +643,7 @@ export class WebGpuKernels {
     const lanes = layerNormLanes(cols);
     const source = () => layerNormSource(lanes, { declarations: fusedEpilogueDeclarations(program, leaf, "Out", 5), out2Binding: 5 + others.length });
     this.run(enc, `layerNorm:${lanes}+fused#${this.programId(program)}@${leaf}`, source, "main", params,
-      [x.buffer, scale.buffer, bias.buffer, out.buffer, ...others.map((o) => o.buffer), out2.buffer], this.groups(layerNormWorkgroups(rows, cols)));
+      [x.buffer, scale.buffer, bias.buffer, out.buffer, ...others.map((o) => o.buffer), out2.buffer], this.groups(layerNormWorkgroups(rows, lanes)));
     return true;
   }
 
@@ -652,7 +652,7 @@ export class WebGpuKernels {
     if (rows * cols === 0) return;
     const lanes = layerNormLanes(cols);
     this.run(enc, `layerNormGradX:${lanes}`, () => layerNormGradXSource(lanes), "main", [rows, cols, f32Bits(eps)], [x.buffer, g.buffer, scale.buffer, out.buffer],
-      this.groups(layerNormWorkgroups(rows, cols)));
+      this.groups(layerNormWorkgroups(rows, lanes)));
   }
 
   // ---- products -----------------------------------------------------------------------------------
@@ -699,20 +699,20 @@ export class WebGpuKernels {
     const perKernel = Math.max(1, Math.min(15, this.maxStorageBuffers - 1));
     const groups: GpuArray[][] = [];
     for (let i = 0; i < arrays.length; i += perKernel) groups.push(arrays.slice(i, i + perKernel));
-    const chunksOf = (group: readonly GpuArray[]) => Math.min(64, Math.max(1, Math.ceil(Math.max(...group.map((a) => a.length)) / 4096)));
-    const total = groups.reduce((n, group) => n + group.length * chunksOf(group), 0);
+    // Workgroups per array in each kernel: one per 4,096 elements of its longest array, 1 to 64.
+    const chunks = groups.map((group) => Math.min(64, Math.max(1, Math.ceil(Math.max(...group.map((a) => a.length)) / 4096))));
+    const total = groups.reduce((n, group, g) => n + group.length * chunks[g]!, 0);
     if (total === 0) {
       this.fill(out, 0, enc);
       return;
     }
     const partial = this.temp("float32", total);
     let offset = 0;
-    for (const group of groups) {
-      const chunks = chunksOf(group);
-      const params = [group.length, clip === null ? 0 : 1, f32Bits(-(clip ?? 0)), f32Bits(clip ?? 0), chunks, offset, ...group.map((a) => a.length)];
-      this.run(enc, `sumSquares:${group.length}`, () => sumSquaresSource(group.length), "main", params, [...group.map((a) => a.buffer), partial.buffer], [chunks, group.length, 1]);
-      offset += group.length * chunks;
-    }
+    groups.forEach((group, g) => {
+      const params = [group.length, clip === null ? 0 : 1, f32Bits(-(clip ?? 0)), f32Bits(clip ?? 0), chunks[g]!, offset, ...group.map((a) => a.length)];
+      this.run(enc, `sumSquares:${group.length}`, () => sumSquaresSource(group.length), "main", params, [...group.map((a) => a.buffer), partial.buffer], [chunks[g]!, group.length, 1]);
+      offset += group.length * chunks[g]!;
+    });
     this.reduce("sum", partial, [total], [0], out, enc);
     this.release(partial);
   }

@@ -20,9 +20,9 @@ export function layerNormLanes(cols: number): number {
   return lanes;
 }
 
-/** Workgroups for `rows` rows of `cols` values. */
-export function layerNormWorkgroups(rows: number, cols: number): number {
-  return Math.ceil(rows / (64 / layerNormLanes(cols)));
+/** Workgroups for `rows` rows at `lanes` (layerNormLanes) invocations per row. */
+export function layerNormWorkgroups(rows: number, lanes: number): number {
+  return Math.ceil(rows / (64 / lanes));
 }
 
 /** `partial` holds one value per invocation; afterwards partial[row0] holds the sum of its row's lanes. */
