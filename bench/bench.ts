@@ -13,7 +13,7 @@
 import { availableParallelism, cpus } from "node:os";
 import * as td from "../src/engine/index.ts";
 import { useBackend, type BackendChoice } from "../src/cli/backend.ts";
-import { initUNet, unetForward, type Timesteps, type UNetParams } from "../src/nn/unet.ts";
+import { initUNet, unetForward, type Timesteps } from "../src/nn/unet.ts";
 import { makeSchedule, TUTORIAL_TRAIN_SCHEDULE } from "../src/diffusion/schedules.ts";
 import { DDPM_SAMPLER } from "../src/diffusion/samplers.ts";
 import { sample } from "../src/diffusion/sample.ts";

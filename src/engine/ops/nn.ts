@@ -8,7 +8,7 @@ import { add, exp, greaterEqual, maximum, mul, rsqrt, stopGradient, sub, tanh, s
 import { max, mean, sum, sumTo } from "./reduce.ts";
 import { onesLike, zerosLike } from "./create.ts";
 import { matmul } from "./linalg.ts";
-import { gatherFlat, scatterAddFlat } from "./shape.ts";
+import { scatterAddFlat } from "./shape.ts";
 
 const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_A = 0.044715;
