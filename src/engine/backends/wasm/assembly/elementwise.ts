@@ -1,7 +1,8 @@
 // @ts-nocheck  (AssemblyScript, compiled by scripts/build-wasm.mjs; not part of the TypeScript program)
 // Elementwise, reduction and data-movement kernels on float32 (int32 for indices). Jobs split the flat
 // output range into chunks that the threads take from the job's atomic counter.
-import { binary2d, unarySeg } from "./ops";
+import { binary2d } from "./binary-ops";
+import { unarySeg } from "./unary-ops";
 import { gelu4, loadPartial, storePartial } from "./math";
 
 const J_COUNTER = 1;
@@ -56,7 +57,7 @@ export function binaryJob(job: usize): void {
   }
 }
 
-/** Unary op codes of the gelu kernels (after the generated ones in ops.ts; must match UNARY_OPS in ../index.ts). */
+/** Unary op codes of the gelu kernels (after the generated ones in unary-ops.ts; must match UNARY_OPS in ../index.ts). */
 const OP_GELU = 11;
 
 @inline function geluSeg(which: i32, x: usize, o: usize, n: i32, k: usize): void {
