@@ -8,6 +8,9 @@
 //        --skip-forward  --skip-gemm  --json (ends with one line of JSON)
 //        --no-fuse (webgpu: one dispatch per elementwise op, for comparing against fusion)
 //        --gemm-rows 4|8 (webgpu: rows of a product per invocation, i.e. 64x64 or 128x64 tiles; default 4)
+//        --split-k-min N (webgpu: products with fewer output tiles than N split their K; default 256 on a GPU)
+//        --features none: no training steps (forward and sampling then at features 64)
+//        --skip-eager (webgpu: no runs through the frontend beside the replayed ones)
 // Every timing ends with a read back to the host (the step's loss, the sample, the product), so a device
 // backend is timed to completion, as a training loop that logs its loss sees it.
 import { availableParallelism, cpus } from "node:os";
@@ -28,7 +31,11 @@ function flag(name: string): string | undefined {
 const has = (name: string) => process.argv.includes(`--${name}`);
 
 const backendChoice = (flag("backend") ?? "auto") as BackendChoice;
-const featureList = (flag("features") ?? "16,32,64").split(",").map(Number);
+const featureFlag = flag("features") ?? "16,32,64";
+const featureList = featureFlag === "none" ? [] : featureFlag.split(",").map(Number);
+if (featureList.some((f) => !(Number.isInteger(f) && f > 0))) throw new Error(`--features must be a list like 16,64 or none, got ${featureFlag}`);
+/** The model size of the forward and sampling figures: 64 when measured (the targets' size), else the first. */
+const modelFeatures = featureList.includes(64) ? 64 : (featureList[0] ?? 64);
 const timedSteps = Number(flag("steps") ?? 3);
 const BATCH = 172;
 const digitOne = loadDigitsSplit(1).train;
@@ -144,13 +151,23 @@ async function samplingSeconds(features: number, batch: number, steps: number, r
 
 const gemmRows = flag("gemm-rows");
 if (gemmRows !== undefined && gemmRows !== "4" && gemmRows !== "8") throw new Error(`--gemm-rows must be 4 or 8, got ${gemmRows}`);
-if ((gemmRows !== undefined || has("no-fuse")) && backendChoice !== "webgpu") throw new Error("--gemm-rows and --no-fuse apply to --backend webgpu");
-const active = await useBackend(backendChoice, { fuseElementwise: !has("no-fuse"), ...(gemmRows ? { gemmRows: Number(gemmRows) as 4 | 8 } : {}) });
+const splitKMin = flag("split-k-min");
+if (splitKMin !== undefined && !(Number.isInteger(Number(splitKMin)) && Number(splitKMin) >= 1)) throw new Error(`--split-k-min must be a positive integer, got ${splitKMin}`);
+if ((gemmRows !== undefined || splitKMin !== undefined || has("no-fuse")) && backendChoice !== "webgpu") {
+  throw new Error("--gemm-rows, --split-k-min and --no-fuse apply to --backend webgpu");
+}
+const active = await useBackend(backendChoice, {
+  fuseElementwise: !has("no-fuse"),
+  ...(gemmRows ? { gemmRows: Number(gemmRows) as 4 | 8 } : {}),
+  ...(splitKMin ? { splitKMinWorkgroups: Number(splitKMin) } : {}),
+});
 const threads = active.name === "cpu" ? 1 : availableParallelism();
 const result: Record<string, unknown> = { backend: active.name, threads, cpu: cpus()[0]?.model ?? "unknown", date: new Date().toISOString().slice(0, 10) };
 // Each figure is printed as soon as it is measured (a run cut short by a time limit keeps what it measured).
-console.log(`backend ${active.description}${has("no-fuse") ? " (elementwise fusion off)" : ""}${gemmRows ? ` (gemmRows ${gemmRows})` : ""}, ${threads} thread(s), ${result.cpu}`);
+const settings = `${has("no-fuse") ? " (elementwise fusion off)" : ""}${gemmRows ? ` (gemmRows ${gemmRows})` : ""}${splitKMin ? ` (splitKMinWorkgroups ${splitKMin})` : ""}`;
+console.log(`backend ${active.description}${settings}, ${threads} thread(s), ${result.cpu}`);
 if (gemmRows) result.gemm_rows = Number(gemmRows);
+if (splitKMin) result.split_k_min_workgroups = Number(splitKMin);
 const rows = { push([what, value]: [string, string]): void { console.log(`${what.padEnd(82)}  ${value}`); } };
 const trainSteps: Record<string, number> = {};
 const pipelinedSteps: Record<string, number> = {};
@@ -167,7 +184,7 @@ for (const f of featureList) {
     result[`record_s_f${f}`] = Number(median(recordSecondsPerStep).toFixed(4));
   }
   recordSecondsPerStep = [];
-  if (td.canCapture()) {
+  if (td.canCapture() && !has("skip-eager")) {
     // The same with every step through the frontend (what replay saves).
     const eager = await trainStepSeconds(f, false);
     eagerSteps[String(f)] = Number(eager.awaited.toFixed(4));
@@ -182,7 +199,7 @@ result.train_step_s = trainSteps;
 result.train_step_pipelined_s = pipelinedSteps;
 if (dispatchesPerStep !== null) result.dispatches_per_step = dispatchesPerStep;
 if (!has("skip-forward")) {
-  const f = featureList.includes(64) ? 64 : featureList[0]!;
+  const f = modelFeatures;
   const fwd: Record<string, number> = {};
   for (const batch of [9, 1000]) {
     fwd[String(batch)] = Number((await forwardSeconds(f, batch)).toFixed(4));
@@ -198,11 +215,11 @@ const sampling = flag("sampling") ?? (active.name === "webgpu" ? "100x1000" : "0
 if (sampling !== "0") {
   const [batch, steps] = sampling.split("x").map(Number) as [number, number];
   if (!(batch > 0 && steps > 0)) throw new Error(`--sampling must look like 100x1000, got ${sampling}`);
-  const f = featureList.includes(64) ? 64 : featureList[0]!;
+  const f = modelFeatures;
   const seconds = Number((await samplingSeconds(f, batch, steps, true)).toFixed(3));
   result.sampling_s = { features: f, batch, steps, seconds };
   rows.push([`DDPM sampling, features ${f}, ${batch} images x ${steps} steps (s)`, seconds.toFixed(3)]);
-  if (td.canCapture()) {
+  if (td.canCapture() && !has("skip-eager")) {
     // The same without replay: every step through the frontend (what replay saves).
     const eager = Number((await samplingSeconds(f, batch, steps, false)).toFixed(3));
     result.sampling_eager_s = eager;

@@ -10,7 +10,7 @@
 #                                           # parity tests, bench (features 64 then 16, sampling 100 x 1000),
 #                                           # GEMM tiles 64x64 vs 128x64 (products, then the step), GPU time
 #                                           # per kernel (timestamp queries), JAX on the same GPU, host
-#                                           # recording; logs in $OUT
+#                                           # recording, split-K thresholds 64 and 1024; logs in $OUT
 #
 # Rehearse `run` on a clone of this repo with .gpukit copied in and no node_modules (lavapipe, no JAX):
 #   TINY_DIFFUSION_WEBGPU=vulkan OUT=/tmp/kit-out BENCH_FEATURES=4 BENCH_STEPS=1 BENCH_WARMUP=1 BENCH_SAMPLING=4x3 HOST_FEATURES=4 HOST_STEPS=3 \
@@ -36,19 +36,22 @@ pack() {
   du -sh "$KIT" "$KIT"/*
 }
 
-stage() { # name, seconds, command...: runs with a limit, logs to $OUT/name.log, notes the outcome
-  local name=$1 limit=$2
-  shift 2
+# At most 8 files come back from $OUT: the stages share six logs (parity, bench, gemm, jax, host, summary).
+stage() { # name, log, seconds, command...: runs with a limit, appends to $OUT/log.log, notes the outcome
+  local name=$1 log=$OUT/$2.log limit=$3
+  shift 3
   local started=$SECONDS
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
+  echo "==== $name: $*" >> "$log"
+  timeout "$limit" "$@" >> "$log" 2>&1
   local rc=$?
   echo "$name: rc $rc in $((SECONDS - started)) s" | tee -a "$OUT/summary.txt"
-  tail -n 25 "$OUT/$name.log"
+  tail -n 25 "$log"
 }
 
 run() {
   OUT=${OUT:-/tmp/gpu-kit-out}
   mkdir -p "$OUT"
+  rm -f "$OUT"/*.log
   : > "$OUT/summary.txt"
   for f in "$KIT"/debs/*.deb; do dpkg -x "$f" /; done
   ldconfig
@@ -62,27 +65,33 @@ run() {
   [ -n "$icd" ] && [ -f "$icd" ] && export VK_DRIVER_FILES=${VK_DRIVER_FILES:-$icd}
   echo "VK_DRIVER_FILES=${VK_DRIVER_FILES:-none, the loader searches its default paths}" | tee -a "$OUT/summary.txt"
   export TINY_DIFFUSION_WEBGPU=${TINY_DIFFUSION_WEBGPU:-gpu}
-  { nvidia-smi -L 2>/dev/null; nproc; grep -m1 'model name' /proc/cpuinfo; node --version; date -u; } | tee "$OUT/machine.txt"
+  { nvidia-smi -L 2>/dev/null; nproc; grep -m1 'model name' /proc/cpuinfo; node --version; date -u; } | tee -a "$OUT/summary.txt"
 
   # Most wanted first: one command may run 600 s, and a stage cut short by it still leaves its log.
-  stage parity 150 node scripts/run-tests.mjs engine-webgpu
+  stage parity parity 150 node scripts/run-tests.mjs engine-webgpu
   local features=${BENCH_FEATURES:-64,16}
-  stage bench 200 node --import tsx bench/bench.ts --backend webgpu --features "$features" \
+  stage bench bench 200 node --import tsx bench/bench.ts --backend webgpu --features "$features" \
     --steps "${BENCH_STEPS:-5}" --warmup "${BENCH_WARMUP:-20}" --sampling "${BENCH_SAMPLING:-100x1000}"
   # Which tile height to make the default: the products alone, then the whole step with 128x64 tiles.
-  stage gemm 60 env QUICK=1 FEATURES="${GEMM_FEATURES:-64}" node --import tsx bench/webgpu-gemm.ts
-  stage bench-rows8 120 node --import tsx bench/bench.ts --backend webgpu --gemm-rows 8 --features "${features%%,*}" \
+  stage gemm gemm 60 env QUICK=1 FEATURES="${GEMM_FEATURES:-64}" node --import tsx bench/webgpu-gemm.ts
+  stage bench-rows8 bench 120 node --import tsx bench/bench.ts --backend webgpu --gemm-rows 8 --features "${features%%,*}" \
     --steps "${BENCH_STEPS:-5}" --warmup "${BENCH_WARMUP:-20}" --sampling "${BENCH_SAMPLING:-100x1000}" --skip-forward --skip-gemm
-  stage profile 60 env FEATURES="${PROFILE_FEATURES:-64}" SAMPLER_STEPS="${PROFILE_SAMPLER_STEPS:-4}" TOP=30 node --import tsx bench/webgpu-profile.ts
+  stage profile gemm 60 env FEATURES="${PROFILE_FEATURES:-64}" SAMPLER_STEPS="${PROFILE_SAMPLER_STEPS:-4}" TOP=30 node --import tsx bench/webgpu-profile.ts
   if python3 -c 'import jax, flax, optax' 2>/dev/null; then
-    # Its pictures and arrays stay there: at most 8 files come back from $OUT, and the logs matter more.
-    stage jax 120 python3 "$KIT/seed_jax.py" --epochs 25 --features 64 --train-all-params --sample-n 100 \
+    # Its pictures and arrays stay there (at most 8 files come back); its result is appended to jax.log.
+    stage jax jax 120 python3 "$KIT/seed_jax.py" --epochs 25 --features 64 --train-all-params --sample-n 100 \
       --data data/digits.csv.gz --split-json data/split_digit1.json --no-recon --out /tmp/gpu-kit/jax
-    cp /tmp/gpu-kit/jax/result.json "$OUT/jax-result.json" 2>/dev/null
+    cat /tmp/gpu-kit/jax/result.json >> "$OUT/jax.log" 2>/dev/null
   else
     echo "jax: not installed here, skipped" | tee -a "$OUT/summary.txt"
   fi
-  stage host 30 env FEATURES="${HOST_FEATURES:-64}" STEPS="${HOST_STEPS:-30}" node --import tsx bench/webgpu-host.ts
+  stage host host 30 env FEATURES="${HOST_FEATURES:-64}" STEPS="${HOST_STEPS:-30}" node --import tsx bench/webgpu-host.ts
+  # When a product splits its K (split-K: partial tiles, then their sum): below 256 output tiles by default.
+  # Fewer and more, on the training step and the sampler, replayed only (the bench stage has 256).
+  for split in 64 1024; do
+    stage "splitk-$split" bench 75 node --import tsx bench/bench.ts --backend webgpu --split-k-min "$split" --features "${features%%,*}" \
+      --steps "${BENCH_STEPS:-5}" --warmup "${BENCH_WARMUP:-20}" --sampling "${BENCH_SAMPLING:-100x1000}" --skip-forward --skip-gemm --skip-eager
+  done
   cat "$OUT/summary.txt"
 }
 
