@@ -3,14 +3,15 @@
 // way values come back. float64 stays on the host backends: WGSL has no f64.
 //
 // float32 unary and binary ops are fused (fusion.ts): they record an expression instead of a dispatch, and
-// every other method first materializes the pending arrays it is handed (`ready`). Kernel flips are
-// pending too (flips.ts): conv2d reads a pending flip's source flipped. With fusion on, so are layer norms,
+// every other method first materializes the pending arrays it is handed (`ready`). Kernel flips and
+// upsamples are pending too (deferred.ts): conv2d reads a pending flip's source flipped, and a copy into a
+// box (concat) writes a pending upsample's source upsampled in place. With fusion on, so are layer norms,
 // matmuls and convolutions (producers.ts): an expression of one's output (gelu(layerNorm(h)), conv + bias)
 // runs in its kernel as an epilogue.
 import type { AdamWArgs, AdamWItem, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, Recording, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
 import { describeAdapter, type GpuDeviceOptions } from "./device.ts";
 import { KernelProfiler, type DispatchTime } from "./profiler.ts";
-import { PendingFlips, type FlipStats } from "./flips.ts";
+import { DeferredOps, type DeferredStats, type PendingFlip, type PendingUpsample } from "./deferred.ts";
 import { PendingProducers, type ProducerStats } from "./producers.ts";
 import { readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
 import { ElementwiseFusion, type FusionStats } from "./fusion.ts";
@@ -31,7 +32,8 @@ export interface WebGpuBackendOptions extends GpuDeviceOptions, WebGpuKernelsOpt
 
 export interface WebGpuBackendStats extends KernelStats {
   fusion: FusionStats | null;
-  flips: FlipStats;
+  flips: DeferredStats;
+  upsamples: DeferredStats;
   producers: ProducerStats;
 }
 
@@ -43,7 +45,8 @@ export class WebGpuBackend implements Backend {
   private readonly autoFlushCalls: number;
   private callsSinceFlush = 0;
   private readonly fusion: ElementwiseFusion<GpuArray> | null;
-  private readonly flips: PendingFlips<GpuArray>;
+  private readonly flips: DeferredOps<GpuArray, PendingFlip<GpuArray>>;
+  private readonly upsamples: DeferredOps<GpuArray, PendingUpsample<GpuArray>>;
   private readonly producers: PendingProducers<GpuArray>;
 
   constructor(kernels: WebGpuKernels, options: WebGpuBackendOptions = {}) {
@@ -58,10 +61,9 @@ export class WebGpuBackend implements Backend {
         return { sizes: c.sizes, strides: c.strides[0]! };
       },
     });
-    this.flips = new PendingFlips<GpuArray>({
-      flip: (source, shape, out) => kernels.flipKernel(source, shape, out),
-      release: (array) => this.releaseNow(array),
-    });
+    // A release waits for the pending flips, then the pending upsamples, reading the array (either may hold it).
+    this.upsamples = new DeferredOps((op, out) => kernels.upsampleNearest(op.source, op.shape, op.height, op.width, out), (array) => this.releaseNow(array));
+    this.flips = new DeferredOps((op, out) => kernels.flipKernel(op.source, op.shape, out), (array) => this.releaseAfterUpsamples(array));
     this.producers = new PendingProducers<GpuArray>((array) => kernels.release(array));
   }
 
@@ -76,7 +78,9 @@ export class WebGpuBackend implements Backend {
   }
 
   stats(): WebGpuBackendStats {
-    return { ...this.kernels.stats(), fusion: this.fusion?.stats() ?? null, flips: this.flips.stats(), producers: this.producers.stats() };
+    return {
+      ...this.kernels.stats(), fusion: this.fusion?.stats() ?? null, flips: this.flips.stats(), upsamples: this.upsamples.stats(), producers: this.producers.stats(),
+    };
   }
 
   /**
@@ -99,6 +103,7 @@ export class WebGpuBackend implements Backend {
   private ready(...arrays: GpuArray[]): void {
     for (const a of arrays) {
       this.flips.materialize(a);
+      this.upsamples.materialize(a);
       this.producers.materialize(a);
       this.fusion?.materialize(a);
     }
@@ -114,7 +119,10 @@ export class WebGpuBackend implements Backend {
     return this.kernels.alloc(dtype, size);
   }
   release(data: GpuArray): void {
-    if (!this.flips.release(data)) this.releaseNow(data);
+    if (!this.flips.release(data)) this.releaseAfterUpsamples(data);
+  }
+  private releaseAfterUpsamples(data: GpuArray): void {
+    if (!this.upsamples.release(data)) this.releaseNow(data);
   }
   private releaseNow(data: GpuArray): void {
     if (this.fusion) this.fusion.release(data);
@@ -174,11 +182,12 @@ export class WebGpuBackend implements Backend {
   startRecording(): (outputs: readonly Storage[]) => Recording {
     // Pending work made before the recording is computed before it: a replay would not redo it.
     this.flips.materializeAll();
+    this.upsamples.materializeAll();
     this.producers.materializeAll();
     this.flush();
     this.kernels.startRecording();
     return (outputs) => {
-      for (const o of outputs) if (isGpuArray(o)) this.ready(o); // a pending flip too, not only fused expressions
+      for (const o of outputs) if (isGpuArray(o)) this.ready(o); // a pending flip or upsample too, not only fused expressions
       this.flush();
       const recording = this.kernels.stopRecording();
       const kernels = this.kernels;
@@ -211,6 +220,7 @@ export class WebGpuBackend implements Backend {
   unary(op: UnaryOp, x: GpuArray, out: GpuArray): void {
     if (this.fusion && x.dtype === "float32" && out.dtype === "float32" && out.length > 0) {
       this.flips.materialize(x);
+      this.upsamples.materialize(x);
       this.fusion.unary(op, x, out);
     } else {
       this.ready(x);
@@ -220,8 +230,10 @@ export class WebGpuBackend implements Backend {
   }
   binary(op: BinaryOp, a: GpuArray, aShape: Shape, b: GpuArray, bShape: Shape, out: GpuArray, outShape: Shape): void {
     if (this.fusion && out.dtype === "float32" && a.dtype === "float32" && b.dtype === "float32" && out.length > 0) {
-      this.flips.materialize(a);
-      this.flips.materialize(b);
+      for (const input of [a, b]) {
+        this.flips.materialize(input);
+        this.upsamples.materialize(input);
+      }
       this.fusion.binary(op, a, aShape, b, bShape, out, outShape);
     } else {
       this.ready(a, b);
@@ -293,8 +305,16 @@ export class WebGpuBackend implements Backend {
     this.recorded();
   }
   copyBox(src: GpuArray, srcShape: Shape, srcBegin: readonly number[], dst: GpuArray, dstShape: Shape, dstBegin: readonly number[], size: Shape): void {
-    this.ready(src, dst);
-    this.kernels.copyBox(src, srcShape, srcBegin, dst, dstShape, dstBegin, size);
+    this.ready(dst);
+    // All of a pending upsample into a box of an NHWC array (concat([upsample(x), skip], -1)): written in place.
+    const whole = dstShape.length === 4 && srcBegin.every((v) => v === 0) && size.every((d, i) => d === srcShape[i]);
+    const upsample = whole ? this.upsamples.fold(src) : null;
+    if (upsample) {
+      this.kernels.upsampleNearestInto(upsample.source, upsample.shape, upsample.height, upsample.width, dst, dstShape, dstBegin);
+    } else {
+      this.ready(src);
+      this.kernels.copyBox(src, srcShape, srcBegin, dst, dstShape, dstBegin, size);
+    }
     this.recorded();
   }
   fill(out: GpuArray, value: number): void {
@@ -310,7 +330,7 @@ export class WebGpuBackend implements Backend {
   }
   flipKernel(kernel: GpuArray, kh: number, kw: number, c: number, o: number, out: GpuArray): void {
     this.ready(kernel, out);
-    this.flips.record(kernel, [kh, kw, c, o], out); // run only if something other than conv2d reads it
+    this.flips.record(out, { source: kernel, shape: [kh, kw, c, o] }); // run only if something other than conv2d reads it
   }
   gather(x: GpuArray, index: GpuArray, out: GpuArray): void {
     this.ready(x, index, out);
@@ -347,8 +367,7 @@ export class WebGpuBackend implements Backend {
   }
   upsampleNearest(x: GpuArray, shape: Shape, height: number, width: number, out: GpuArray): void {
     this.ready(x, out);
-    this.kernels.upsampleNearest(x, shape, height, width, out);
-    this.recorded();
+    this.upsamples.record(out, { source: x, shape, height, width }); // run only if something other than a copy into a box reads it
   }
   upsampleNearestGrad(g: GpuArray, shape: Shape, height: number, width: number, out: GpuArray): void {
     this.ready(g, out);

@@ -565,9 +565,18 @@ export class WebGpuKernels extends GpuRuntime {
 
   /** Nearest-neighbour resize of NHWC x [b,h,w,c] to [b,height,width,c] (ops/nn.ts upsampleNearest). */
   upsampleNearest(x: GpuArray, shape: Shape, height: number, width: number, out: GpuArray, enc: Encoder = this.encoder()): void {
-    const [, h, w, c] = shape as [number, number, number, number];
-    const n = out.length;
-    this.run(enc, "upsampleNearest", () => UPSAMPLE_NEAREST, "main", [n, h, w, c, height, width], [x.buffer, out.buffer], this.grid(n));
+    const [b, , , c] = shape as [number, number, number, number];
+    this.upsampleNearestInto(x, shape, height, width, out, [b, height, width, c], [0, 0, 0, 0], enc);
+  }
+
+  /** upsampleNearest written into the box of NHWC dst [B,H,W,C] at dstBegin (as copyBox would copy it there). */
+  upsampleNearestInto(x: GpuArray, shape: Shape, height: number, width: number, dst: GpuArray, dstShape: Shape, dstBegin: readonly number[],
+    enc: Encoder = this.encoder()): void {
+    const [b, h, w, c] = shape as [number, number, number, number];
+    const [, H, W, C] = dstShape as [number, number, number, number];
+    const base = ((dstBegin[0]! * H + dstBegin[1]!) * W + dstBegin[2]!) * C + dstBegin[3]!;
+    const n = b * height * width * c;
+    this.run(enc, "upsampleNearest", () => UPSAMPLE_NEAREST, "main", [n, h, w, c, height, width, base, H * W * C, W * C, C], [x.buffer, dst.buffer], this.grid(n));
   }
 
   /** The adjoint of upsampleNearest: g [b,height,width,c] summed back onto [b,h,w,c] (`shape`), gather-style. */

@@ -154,7 +154,9 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 /**
  * Nearest-neighbour resize of NHWC maps, src = floor((i + 0.5) * in / out) as jax.image.resize (in integers:
- * ((2i + 1) * in) / (2 * out)). P(0) = n outputs, P(1) = h, P(2) = w, P(3) = c, P(4) = height, P(5) = width.
+ * ((2i + 1) * in) / (2 * out)). P(0) = n outputs, P(1) = h, P(2) = w, P(3) = c, P(4) = height, P(5) = width;
+ * output (n, i, j, q) goes to Out[P(6) + n * P(7) + i * P(8) + j * P(9) + q]: a map of its own, or a box
+ * of a larger NHWC array (a concat along channels writes the upsampled part in place).
  */
 export const UPSAMPLE_NEAREST = /* wgsl */ `${COMMON}
 @group(0) @binding(1) var<storage, read> X: array<u32>;
@@ -175,7 +177,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let n = e / (c * width * height);
   let si = ((2u * i + 1u) * h) / (2u * height);
   let sj = ((2u * j + 1u) * w) / (2u * width);
-  Out[e] = X[((n * h + si) * w + sj) * c + q];
+  Out[P(6) + n * P(7) + i * P(8) + j * P(9) + q] = X[((n * h + si) * w + sj) * c + q];
 }
 `;
 
