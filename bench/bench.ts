@@ -9,6 +9,7 @@
 //        --no-fuse (webgpu: one dispatch per elementwise op, for comparing against fusion)
 //        --gemm-rows 4|8 (webgpu: rows of a product per invocation, i.e. 64x64 or 128x64 tiles; default 4)
 //        --split-k-min N (webgpu: products with fewer output tiles than N split their K; default 256 on a GPU)
+//        --small-tiles (webgpu: such products take 32x32 tiles first, splitting K only if still too few)
 //        --features none: no training steps (forward and sampling then at features 64)
 //        --skip-eager (webgpu: no runs through the frontend beside the replayed ones)
 // Every timing ends with a read back to the host (the step's loss, the sample, the product), so a device
@@ -153,21 +154,23 @@ const gemmRows = flag("gemm-rows");
 if (gemmRows !== undefined && gemmRows !== "4" && gemmRows !== "8") throw new Error(`--gemm-rows must be 4 or 8, got ${gemmRows}`);
 const splitKMin = flag("split-k-min");
 if (splitKMin !== undefined && !(Number.isInteger(Number(splitKMin)) && Number(splitKMin) >= 1)) throw new Error(`--split-k-min must be a positive integer, got ${splitKMin}`);
-if ((gemmRows !== undefined || splitKMin !== undefined || has("no-fuse")) && backendChoice !== "webgpu") {
-  throw new Error("--gemm-rows, --split-k-min and --no-fuse apply to --backend webgpu");
+if ((gemmRows !== undefined || splitKMin !== undefined || has("small-tiles") || has("no-fuse")) && backendChoice !== "webgpu") {
+  throw new Error("--gemm-rows, --split-k-min, --small-tiles and --no-fuse apply to --backend webgpu");
 }
 const active = await useBackend(backendChoice, {
   fuseElementwise: !has("no-fuse"),
   ...(gemmRows ? { gemmRows: Number(gemmRows) as 4 | 8 } : {}),
   ...(splitKMin ? { splitKMinWorkgroups: Number(splitKMin) } : {}),
+  ...(has("small-tiles") ? { smallTiles: true } : {}),
 });
 const threads = active.name === "cpu" ? 1 : availableParallelism();
 const result: Record<string, unknown> = { backend: active.name, threads, cpu: cpus()[0]?.model ?? "unknown", date: new Date().toISOString().slice(0, 10) };
 // Each figure is printed as soon as it is measured (a run cut short by a time limit keeps what it measured).
-const settings = `${has("no-fuse") ? " (elementwise fusion off)" : ""}${gemmRows ? ` (gemmRows ${gemmRows})` : ""}${splitKMin ? ` (splitKMinWorkgroups ${splitKMin})` : ""}`;
+const settings = `${has("no-fuse") ? " (elementwise fusion off)" : ""}${gemmRows ? ` (gemmRows ${gemmRows})` : ""}${splitKMin ? ` (splitKMinWorkgroups ${splitKMin})` : ""}${has("small-tiles") ? " (small tiles)" : ""}`;
 console.log(`backend ${active.description}${settings}, ${threads} thread(s), ${result.cpu}`);
 if (gemmRows) result.gemm_rows = Number(gemmRows);
 if (splitKMin) result.split_k_min_workgroups = Number(splitKMin);
+if (has("small-tiles")) result.small_tiles = true;
 const rows = { push([what, value]: [string, string]): void { console.log(`${what.padEnd(82)}  ${value}`); } };
 const trainSteps: Record<string, number> = {};
 const pipelinedSteps: Record<string, number> = {};

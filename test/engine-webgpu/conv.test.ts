@@ -1,9 +1,11 @@
 // WebGpuKernels.conv2d (implicit GEMM) and conv2dKernelGrad (implicit im2col^T @ g) against the reference:
 // kernel sizes 1x1 / 2x3 / 3x3 / 5x5, paddings 0..2, 1x1 and odd spatial maps, channel counts that do not
-// divide the tiles, batches, split-K forced on and off, and both tile heights (4 and 8 rows per invocation).
+// divide the tiles, batches, split-K forced on and off, both tile heights (4 and 8 rows per invocation), and
+// small tiles (32x32, 64 invocations: the forward conv; the kernel gradient keeps its 256-invocation tiles).
 // Tolerance: |err| <= 2e-6 * sqrt(K) * sum |x w| + 1e-30 with K the reduction length (kh*kw*c for conv2d,
 // b*oh*ow for the kernel gradient); the scale is the same op on |x| and |w|.
 import { test } from "node:test";
+import assert from "node:assert/strict";
 import type { ConvArgs } from "../../src/engine/backend.ts";
 import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
 import type { WebGpuKernels } from "../../src/engine/backends/webgpu/kernels.ts";
@@ -71,6 +73,20 @@ test("conv2d and conv2dKernelGrad with 8 rows per invocation (128x64 tiles): sin
   for (const cs of CASES) {
     await checkConv(single, cs, seed++, "8 rows, single-pass");
     await checkConv(split, cs, seed++, "8 rows, split-K");
+  }
+});
+
+test("conv2d with small tiles (32x32, 64 invocations): single-pass and split-K", async () => {
+  const single = await kernels({ smallTiles: true, splitKMinWorkgroups: 1 << 20, splitKMinLength: 1 << 20 });
+  const split = await kernels({ smallTiles: true, splitKMinWorkgroups: 1 << 20, splitKMinLength: 16 });
+  let seed = 400;
+  for (const cs of CASES) {
+    await checkConv(single, cs, seed++, "small tiles, single-pass");
+    await checkConv(split, cs, seed++, "small tiles, split-K");
+  }
+  for (const k of [single, split]) {
+    const keys = k.pipelineKeys();
+    assert.ok(keys.includes("conv2d:s32@main") && !keys.some((key) => key.startsWith("conv2dKernelGrad:s32")), `small tiles for conv2d only: ${keys.join(", ")}`);
   }
 });
 

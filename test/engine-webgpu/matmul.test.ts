@@ -1,9 +1,11 @@
 // WebGpuKernels.matmul against the reference backend: every transA/transB combination, batches with stride-0
 // broadcast of either operand, sizes that do not divide the 64x64x16 tiles, M/N/K of 1, K = 0, and split-K
-// (forced with splitKMinWorkgroups) next to the single-pass kernel; the same with 128x64 tiles (gemmRows 8).
+// (forced with splitKMinWorkgroups) next to the single-pass kernel; the same with 128x64 tiles (gemmRows 8)
+// and with 32x32 tiles of 64 invocations (smallTiles, forced by a split-K threshold no product reaches).
 // Tolerance: |err| <= 2e-6 * sqrt(K) * sum_k |a_ik b_kj| + 1e-30 (float32 accumulation; the reference
 // accumulates in float64 and rounds once).
 import { test } from "node:test";
+import assert from "node:assert/strict";
 import type { MatmulArgs } from "../../src/engine/backend.ts";
 import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
 import type { WebGpuKernels } from "../../src/engine/backends/webgpu/kernels.ts";
@@ -60,6 +62,19 @@ test("matmul with 8 rows per invocation (128x64 tiles): transposes, broadcast, s
     await check(single, dims, transA, transB, seed++, "8 rows, single-pass");
     await check(split, dims, transA, transB, seed++, "8 rows, split-K");
   }
+});
+
+test("matmul with small tiles (32x32, 64 invocations): transposes, broadcast, single-pass and split-K", async () => {
+  // Every product has fewer tiles than 1 << 20: all take small tiles; a huge least split length keeps K whole.
+  const single = await kernels({ smallTiles: true, splitKMinWorkgroups: 1 << 20, splitKMinLength: 1 << 20 });
+  const split = await kernels({ smallTiles: true, splitKMinWorkgroups: 1 << 20, splitKMinLength: 16 });
+  let seed = 800;
+  const shapes: Dims[] = [[1, 1, 1, 1], [1, 33, 17, 31], [1, 65, 17, 63], [1, 130, 260, 70], [1, 7, 1000, 6], [6, 13, 21, 10, true], [3, 70, 40, 66, false, true]];
+  for (const dims of shapes) for (const transA of [false, true]) for (const transB of [false, true]) {
+    await check(single, dims, transA, transB, seed++, "small tiles, single-pass");
+    await check(split, dims, transA, transB, seed++, "small tiles, split-K");
+  }
+  for (const k of [single, split]) assert.ok(k.pipelineKeys().includes("matmul:s32@main"), `the small-tile kernel ran: ${k.pipelineKeys().join(", ")}`);
 });
 
 test("matmul: K = 0 gives zeros; empty outputs are a no-op", async () => {

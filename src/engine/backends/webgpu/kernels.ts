@@ -8,7 +8,7 @@ import { createGpuDevice, type GpuContext, type GpuDeviceOptions } from "./devic
 import { GpuRuntime, type Encoder } from "./runtime.ts";
 import { f32Bits } from "./shaders/common.ts";
 import { binarySource, selectSource, unarySource } from "./shaders/elementwise.ts";
-import { GEMM_EPILOGUE_PARAM_BASE, type GemmRows, type GemmTiling, conv2dKernelGradSource, conv2dSource, gemmWithEpilogue, matmulSource, splitKSumWithEpilogue, tileSize } from "./shaders/gemm.ts";
+import { GEMM_EPILOGUE_PARAM_BASE, SMALL_TILING, type GemmRows, type GemmTiling, conv2dKernelGradSource, conv2dSource, gemmWithEpilogue, matmulSource, splitKSumWithEpilogue, tileSize } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
 import { layerNormGradXSource, layerNormLanes, layerNormSource, layerNormWorkgroups } from "./shaders/norm.ts";
 import { ADAMW_DIRECTION, ADAMW_M, ADAMW_P, ADAMW_V, adamwSource, sumSquaresSource } from "./shaders/optim.ts";
@@ -29,6 +29,7 @@ export class WebGpuKernels extends GpuRuntime {
   private readonly splitKMinWorkgroups: number;
   private readonly splitKMinLength: number;
   private readonly gemmRows: GemmRows;
+  private readonly smallTiles: boolean;
   /** Fused programs' bodies -> short ids, so that pipeline and bind-group keys do not embed (and rehash) WGSL text. */
   private readonly programIds = new Map<string, number>();
 
@@ -38,6 +39,7 @@ export class WebGpuKernels extends GpuRuntime {
     this.splitKMinLength = Math.max(16, options.splitKMinLength ?? 128);
     this.gemmRows = options.gemmRows ?? 4;
     if (this.gemmRows !== 4 && this.gemmRows !== 8) throw new Error(`webgpu: gemmRows must be 4 or 8, got ${String(this.gemmRows)}`);
+    this.smallTiles = options.smallTiles ?? false;
   }
 
   /** A device on the best adapter (see device.ts) with kernels on it; destroy() releases both. */
@@ -309,17 +311,28 @@ export class WebGpuKernels extends GpuRuntime {
     return Math.max(1, Math.min(64, Math.ceil((2 * this.splitKMinWorkgroups) / tiles), Math.floor(k / this.splitKMinLength)));
   }
 
-  /** Runs a GEMM-family kernel with split-K when it has few tiles; `params(kLen)` gives its parameter words. */
   /**
-   * One GEMM kernel (split-K when few tiles: partial tiles, then their sum). With `epilogue` (see
+   * The tiling of a product: 128x32 tiles when it is at most 32 wide, else gemmRows x 16 by 64; with the
+   * option smallTiles, 32x32 tiles when those give fewer than splitKMinWorkgroups tiles (and `smallOk`).
+   */
+  private tilingFor(m: number, n: number, batch: number, smallOk: boolean): GemmTiling {
+    const tiling: GemmTiling = n <= 32 ? { rows: 4, threadsN: 8, threads: 256 } : { rows: this.gemmRows, threadsN: 16, threads: 256 };
+    const tile = tileSize(tiling);
+    const tiles = Math.ceil(m / tile.m) * Math.ceil(n / tile.n) * batch;
+    return smallOk && this.smallTiles && tiles < this.splitKMinWorkgroups ? SMALL_TILING : tiling;
+  }
+
+  /**
+   * One GEMM kernel (split-K when few tiles: partial tiles, then their sum); `params(kLen)` gives its
+   * parameter words; `smallOk`: its loaders take small tiles (see shaders/gemm.ts). With `epilogue` (see
    * GemmEpilogue) the last kernel also runs the expression; returns false, having done nothing, when it
    * cannot (more than 32 splits, too many buffers or parameter words).
    */
-  private gemm(enc: Encoder, kernel: GemmKernel, m: number, n: number, k: number, batch: number, a: GPUBuffer, b: GPUBuffer, out: GpuArray,
+  private gemm(enc: Encoder, kernel: GemmKernel, smallOk: boolean, m: number, n: number, k: number, batch: number, a: GPUBuffer, b: GPUBuffer, out: GpuArray,
     params: (kLen: number) => number[], epilogue?: GemmEpilogue): boolean {
-    // Products at most 32 wide take 128x32 tiles instead of 64-wide ones (see shaders/gemm.ts).
-    const tiling: GemmTiling = n <= 32 ? { rows: 4, threadsN: 8 } : { rows: this.gemmRows, threadsN: 16 };
-    const key = `${kernel}${tiling.rows === 4 ? "" : `:r${tiling.rows}`}${tiling.threadsN === 16 ? "" : ":n32"}`;
+    const tiling = this.tilingFor(m, n, batch, smallOk);
+    const shape = tiling.threads === 64 ? ":s32" : `${tiling.rows === 4 ? "" : `:r${tiling.rows}`}${tiling.threadsN === 16 ? "" : ":n32"}`;
+    const key = `${kernel}${shape}`;
     const source = () => GEMM_SOURCES[kernel](tiling); // built only when its pipeline is first made
     const tile = tileSize(tiling);
     const tilesM = Math.ceil(m / tile.m);
@@ -389,7 +402,7 @@ export class WebGpuKernels extends GpuRuntime {
       this.fill(out, 0, enc);
       return true;
     }
-    return this.gemm(enc, "matmul", m, n, k, batch, a.buffer, b.buffer, out, (kLen) => [
+    return this.gemm(enc, "matmul", true, m, n, k, batch, a.buffer, b.buffer, out, (kLen) => [
       m, n, k, transA ? 1 : 0, transB ? 1 : 0, aBatchStride, bBatchStride, batch, kLen,
     ], epilogue);
   }
@@ -417,7 +430,8 @@ export class WebGpuKernels extends GpuRuntime {
     const M = b * oh * ow;
     const K = kh * kw * c;
     if (M * o === 0 || K === 0) return !epilogue;
-    return this.gemm(enc, "conv2d", M, o, K, 1, x.buffer, kernel.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen, flipped ? 1 : 0], epilogue);
+    // The flipped B loader counts one row of B per invocation: 256-invocation tiles only.
+    return this.gemm(enc, "conv2d", !flipped, M, o, K, 1, x.buffer, kernel.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen, flipped ? 1 : 0], epilogue);
   }
 
   /** out[kh,kw,c,o] = sum over b,i,j of xpad[b,i+di,j+dj,c] * g[b,i,j,o]: implicit im2col^T @ g. */
@@ -434,7 +448,7 @@ export class WebGpuKernels extends GpuRuntime {
       this.fill(out, 0, enc);
       return;
     }
-    this.gemm(enc, "conv2dKernelGrad", M, o, K, 1, x.buffer, g.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen]);
+    this.gemm(enc, "conv2dKernelGrad", false, M, o, K, 1, x.buffer, g.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen]);
   }
 
   // ---- data movement ------------------------------------------------------------------------------

@@ -281,6 +281,11 @@ export class GpuRuntime {
     };
   }
 
+  /** The pipelines made so far, as "kernel key@entry point" (which kernel variants ran: diagnostics, tests). */
+  pipelineKeys(): string[] {
+    return [...this.pipelines.keys()];
+  }
+
   /** Frees the pooled buffers that are not in use. */
   trim(): void {
     this.bindGroups.clear(); // they may refer to the buffers trim destroys

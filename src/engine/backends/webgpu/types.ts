@@ -37,6 +37,11 @@ export interface WebGpuKernelsOptions {
   /** Rows of a product's output per invocation: 4 (64x64 tiles, the default) or 8 (128x64 tiles). */
   gemmRows?: GemmRows;
   /**
+   * A matmul or forward convolution with fewer 64-wide output tiles than splitKMinWorkgroups takes 32x32
+   * tiles (64 invocations each) first, and splits K only if those are still too few (default false).
+   */
+  smallTiles?: boolean;
+  /**
    * Storage buffers one kernel may bind (default: the device's limit). Kernels pick smaller forms under 8
    * (AdamW in three dispatches; fused expressions with fewer leaves); 4 is WebGPU's compatibility mode.
    */

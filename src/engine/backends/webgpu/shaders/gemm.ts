@@ -2,18 +2,21 @@
 // on NHWC/HWIO (im2col done by the tile loader, never materialized) and the conv kernel gradient
 // (implicit im2col^T @ g).
 //
-// All three share one tiling (GemmTiling): a 256-invocation workgroup of TX x (256 / TX) invocations
-// computes a tile of C, each invocation an R x 4 block (rows R*ty.., columns 4*tx..). TX = 16 gives
-// (16 R) x 64 tiles; products at most 32 wide take TX = 8 and R = 4, 128 x 32 tiles, so a narrow product
+// All three share one tiling (GemmTiling): a workgroup of TX x (T / TX) invocations (T = 256, or 64 for
+// small tiles) computes a tile of C, each invocation an R x 4 block (rows R*ty.., columns 4*tx..). TX = 16
+// gives (16 R) x 64 tiles; products at most 32 wide take TX = 8 and R = 4, 128 x 32 tiles, so a narrow product
 // (the U-Net's last convolution has N = 1, features 8 or 16 give N = 8 or 16) computes half the columns
 // it would in a 64-wide tile. (16 wide would need 256-row tiles: 17 KiB of workgroup memory, over the 16
 // KiB every adapter offers.) R = 4 or 8 (the option gemmRows; 8 feeds each staged value to twice the
 // multiply-adds; which is faster on a GPU is for bench/webgpu-gemm.ts to say). K advances in steps of 16,
 // staging a TILE_M x 16 tile of A and a 16 x TILE_N tile of B in workgroup memory as vec4s. Every
-// invocation loads groups of 4 consecutive rows of A at one k, 64 rows apart (and the first 16 TX
-// invocations 4 consecutive columns of B), with neighbouring invocations on neighbouring addresses of the
-// operand's memory layout. The convolutions' loaders count their k in its digits (tap, channel; image,
-// row, column) instead of dividing each step.
+// invocation loads groups of 4 consecutive rows of A at one k, T / 4 rows apart (64 with 256 invocations),
+// and 4 consecutive columns of B at one k (16 TX such loads per step, spread over the invocations), with
+// neighbouring invocations on neighbouring addresses of the operand's memory layout. The convolutions'
+// loaders count their k in its digits (tap, channel; image, row, column) instead of dividing each step.
+// Small tiles (T = 64, R = 4, TX = 8: 32 x 32) give a product with few 64-wide tiles 4x the workgroups
+// without splitting K; matmul and the forward conv2d take them (the option smallTiles), the flipped conv
+// and the kernel gradient keep 256 invocations (their loaders assume 16 TX <= T and 16 k per row group).
 // workgroup_id.z is split * batch + batch index: split-K runs write partial tiles to [splits, batch, M, N],
 // summed afterwards by the reduce kernel.
 
@@ -69,22 +72,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 /** Rows of C per invocation. */
 export type GemmRows = 4 | 8;
 
-/** A GEMM kernel's tiling: rows of C per invocation, invocations along N (tile N = 4 * threadsN). */
+/**
+ * A GEMM kernel's tiling: rows of C per invocation, invocations along N (tile N = 4 * threadsN), invocations
+ * per workgroup (256; 64 only with rows 4 and threadsN 8, the 32x32 small tile).
+ */
 export interface GemmTiling {
   readonly rows: GemmRows;
   readonly threadsN: 8 | 16;
+  readonly threads: 256 | 64;
 }
 
 /** The tile of C a workgroup computes. */
-export function tileSize({ rows, threadsN }: GemmTiling): { m: number; n: number } {
-  return { m: rows * (256 / threadsN), n: 4 * threadsN };
+export function tileSize({ rows, threadsN, threads }: GemmTiling): { m: number; n: number } {
+  return { m: rows * (threads / threadsN), n: 4 * threadsN };
 }
+
+/** The 32x32 tile of 64 invocations. */
+export const SMALL_TILING: GemmTiling = { rows: 4, threadsN: 8, threads: 64 };
 
 const repeat = (n: number, line: (i: number) => string): string => Array.from({ length: n }, (_, i) => line(i)).join("\n");
 
 /** Constants, workgroup memory, the multiply of one staged K step, the store of C, and the B loader. */
 function tile(tiling: GemmTiling): string {
-  const { rows, threadsN } = tiling;
+  const { rows, threadsN, threads } = tiling;
+  if (threads === 64 && (rows !== 4 || threadsN !== 8)) throw new Error("gemm: 64 invocations only as 32x32 tiles (rows 4, threadsN 8)");
   const size = tileSize(tiling);
   const groups = rows / 4;
   return /* wgsl */ `
@@ -93,7 +104,9 @@ const TM = ${rows}u; // rows of C per invocation
 const TX = ${threadsN}u; // invocations along N
 const TILE_M = ${size.m}u;
 const TILE_N = ${size.n}u;
-const AROWS = ${size.m / 16}u; // rows of A each invocation loads per K step (groups of 4, 64 apart)
+const THREADS = ${threads}u;
+const ROW_SPAN = ${threads / 4}u; // rows of A one round of loads covers (groups of 4 consecutive rows)
+const AROWS = ${(size.m * 16) / threads}u; // rows of A each invocation loads per K step (groups of 4, ROW_SPAN apart)
 var<workgroup> As: array<vec4<f32>, ${4 * size.m}>; // [k][m / 4]
 var<workgroup> Bs: array<vec4<f32>, ${4 * size.n}>; // [k][n / 4]
 
@@ -135,12 +148,12 @@ fn addDigits(d: vec3<u32>, step: vec3<u32>, loRadix: u32, midRadix: u32) -> vec3
   return vec3<u32>(lo, mid, d.z + step.z + carryHi);
 }
 
-// B (shared by all three) is [K, N] or, with transB, [N, K]; the first 16 TX invocations load 4 consecutive
-// n at one k, neighbours along n (transposed: along k).
+// B (shared by all three) is [K, N] or, with transB, [N, K]; 16 TX loads of 4 consecutive n at one k,
+// neighbours along n (transposed: along k), load s by invocation s % THREADS.
 fn loadB(t: u32, n0: u32, k0: u32, kEnd: u32, N: u32, K: u32, transB: bool, bOff: u32) {
-  if (t < 16u * TX) {
-    let bk = select(t / TX, t % 16u, transB);
-    let bn = select(t % TX, t / 16u, transB) * 4u;
+  for (var s = t; s < 16u * TX; s += THREADS) {
+    let bk = select(s / TX, s % 16u, transB);
+    let bn = select(s % TX, s / 16u, transB) * 4u;
     let k = k0 + bk;
     var v = vec4<f32>(0.0);
     if (k < kEnd) {
@@ -155,7 +168,7 @@ fn loadB(t: u32, n0: u32, k0: u32, kEnd: u32, N: u32, K: u32, transB: bool, bOff
 `;
 }
 
-const WORKGROUP = (tiling: GemmTiling) => `@compute @workgroup_size(${tiling.threadsN}, ${256 / tiling.threadsN})`;
+const WORKGROUP = (tiling: GemmTiling) => `@compute @workgroup_size(${tiling.threadsN}, ${tiling.threads / tiling.threadsN})`;
 
 /**
  * C[z] = op(A[z]) @ op(B[z]). P(0) = M, P(1) = N, P(2) = K, P(3) = transA, P(4) = transB,
@@ -168,18 +181,19 @@ export function matmulSource(tiling: GemmTiling): string {
 @group(0) @binding(3) var<storage, read_write> C: array<f32>;
 ${tile(tiling)}
 fn loadA(t: u32, m0: u32, k0: u32, kEnd: u32, M: u32, K: u32, transA: bool, aOff: u32) {
-  let ak = select(t % 16u, t / 16u, transA);
-  let am = select(t / 16u, t % 16u, transA) * 4u;
+  // Neighbouring invocations on neighbouring k (A is [M, K]) or row groups (transposed: [K, M]).
+  let ak = select(t % 16u, t / (ROW_SPAN / 4u), transA);
+  let am = select(t / 16u, t % (ROW_SPAN / 4u), transA) * 4u;
   let k = k0 + ak;
   for (var g = 0u; g < AROWS / 4u; g++) {
     var v = vec4<f32>(0.0);
     if (k < kEnd) {
       for (var i = 0u; i < 4u; i++) {
-        let m = m0 + g * 64u + am + i;
+        let m = m0 + g * ROW_SPAN + am + i;
         if (m < M) { v[i] = A[aOff + select(m * K + k, k * M + m, transA)]; }
       }
     }
-    As[ak * (TILE_M / 4u) + (g * 64u + am) / 4u] = v;
+    As[ak * (TILE_M / 4u) + (g * ROW_SPAN + am) / 4u] = v;
   }
 }
 
@@ -258,14 +272,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let n0 = wid.x * TILE_N;
   let kBegin = wid.z * P(10);
   let kEnd = min(K, kBegin + P(10));
-  // This invocation always loads the same rows (output pixels) of A, 4 at a time 64 apart: decompose them once.
+  // This invocation always loads the same rows (output pixels) of A, 4 at a time ROW_SPAN apart: decompose them once.
   let ak = t % 16u;
   let am = (t / 16u) * 4u;
   var rowImage: array<i32, AROWS>; // n * h, or -1 past the last row
   var rowY: array<i32, AROWS>;
   var rowX: array<i32, AROWS>;
   for (var r = 0u; r < AROWS; r++) {
-    let m = m0 + (r / 4u) * 64u + am + r % 4u;
+    let m = m0 + (r / 4u) * ROW_SPAN + am + r % 4u;
     let n = m / (oh * ow);
     let rem = m % (oh * ow);
     rowImage[r] = select(-1, i32(n) * h, m < M);
@@ -293,7 +307,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
           }
         }
       }
-      As[ak * (TILE_M / 4u) + (g * 64u + am) / 4u] = v;
+      As[ak * (TILE_M / 4u) + (g * ROW_SPAN + am) / 4u] = v;
     }
     tap = addDigits(tap, tapStep, c, kw);
     if (P(11) == 0u) { loadB(t, n0, k0, kEnd, N, K, false, 0u); } else { loadFlippedB(t, n0, k0, kEnd, N, c, K / c, bRow.y, bRow.x); }
@@ -312,6 +326,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
  * (di, dj, ci), column k the output pixel (n, i, j). Parameters as conv2dSource.
  */
 export function conv2dKernelGradSource(tiling: GemmTiling): string {
+  if (tiling.threads !== 256) throw new Error("gemm: the conv kernel gradient takes 256-invocation tiles");
   return /* wgsl */ `${COMMON}
 @group(0) @binding(1) var<storage, read> A: array<f32>; // x [b, h, w, c]
 @group(0) @binding(2) var<storage, read> B: array<f32>; // g [b, oh, ow, o]
