@@ -29,7 +29,7 @@ let params: UNetParams = td.keep(initUNet({ inChannels: 1, outChannels: 1, featu
 let state = td.keep(initOptimizerState(params));
 const images = td.keep(td.random.uniform(td.random.key(2), [BATCH, 8, 8, 1]));
 const record: number[] = [];
-let dispatches = 0, created = 0;
+let dispatches = 0, created = 0, passes = 0;
 for (let i = 0; i < STEPS; i++) {
   const before = gpu.stats();
   const started = performance.now();
@@ -53,9 +53,10 @@ for (let i = 0; i < STEPS; i++) {
   // The second half: the first ~20 steps still create GPU bind groups (~18 µs each), later ones find them cached.
   if (i >= Math.min(STEPS - 1, STEPS / 2)) record.push(recorded - started);
   dispatches = after.dispatches - before.dispatches;
+  passes = after.passes - before.passes;
   created = after.bindGroupsCreated - before.bindGroupsCreated;
 }
-console.log(`training step, features ${features}, batch ${BATCH}, penalty on: ${dispatches} dispatches, ${created} bind groups created, recorded in ${median(record).toFixed(1)} ms (median of the last ${record.length} of ${STEPS}); ${gpu.stats().pipelines} pipelines`);
+console.log(`training step, features ${features}, batch ${BATCH}, penalty on: ${dispatches} dispatches in ${passes} compute pass(es), ${created} bind groups created, recorded in ${median(record).toFixed(1)} ms (median of the last ${record.length} of ${STEPS}); ${gpu.stats().pipelines} pipelines`);
 td.dispose([params, state, images]);
 
 // Sampling: the host time per sampler step between onStep calls (the GPU runs the previous step meanwhile),

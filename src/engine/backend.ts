@@ -122,6 +122,11 @@ export interface Backend {
    * stays NaN). Without it, sumOfSquares runs as the chain of ops.
    */
   sumSquares?(arrays: readonly Storage[], clip: number | null, out: Storage): void;
+  /**
+   * Optional: out (outShape) = zeros with x (xShape, the same rank) placed at `begin`: the adjoint of a slice
+   * in one kernel where fill and copyBox are two commands on a device. Without it, padInto fills and copies.
+   */
+  padInto?(x: Storage, xShape: Shape, out: Storage, outShape: Shape, begin: readonly number[]): void;
   /** Optional: Backend.adamw for every item, with the same step values (a device's few-kernel form). */
   adamwMany?(items: readonly AdamWItem[], scalars: Storage, args: AdamWArgs): void;
 

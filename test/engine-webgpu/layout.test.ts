@@ -1,5 +1,6 @@
 // WebGpuKernels data movement against the reference backend: transpose (every permutation of ranks 1-4,
 // size-1 axes, rank 6), copyBox (slices, padInto-style placement, concat pieces, scalars, contiguous runs),
+// padInto (zeros around a box, one kernel),
 // gather, scatterAdd (GPU-built inverse index, CPU plan, unique), maxPool2x2 with odd maps.
 // All exact (values are moved, not computed) except scatterAdd sums: |err| <= 4 eps * count * sum |g| over
 // an output's inputs; outputs with <= 16 inputs are summed in index order and must match bit for bit on
@@ -77,6 +78,33 @@ test("copyBox: slices, placement into a larger array, concat pieces, scalars (ex
     assertSame(await k.download(gd), ref, `copyBox ${JSON.stringify([srcShape, srcBegin, dstShape, dstBegin, box])}`);
     k.release(gs);
     k.release(gd);
+  }
+});
+
+test("padInto: zeros with a box placed in them, ranks 0-6, edges, empty and whole boxes, int32 (exact)", async () => {
+  const k = await kernels();
+  const rand = rng(3);
+  type Pad = [xShape: Shape, outShape: Shape, begin: number[], dtype: "float32" | "int32"];
+  const pads: Pad[] = [
+    [[], [], [], "float32"],
+    [[3], [7], [4], "float32"], // at the end
+    [[2, 3], [5, 3], [0, 0], "int32"], // at the start, whole rows
+    [[1, 1, 4, 5], [3, 3, 4, 5], [1, 1, 0, 0], "float32"], // the 1x1-map conv's kernel gradient: the centre tap
+    [[2, 4, 4, 3], [2, 4, 4, 8], [0, 0, 0, 5], "float32"], // a concat's last part
+    [[2, 0, 3], [2, 4, 3], [0, 2, 0], "float32"], // an empty box: all zeros
+    [[2, 3, 4], [2, 3, 4], [0, 0, 0], "int32"], // the whole output
+    [[1, 2, 1, 2, 1, 2], [2, 3, 2, 3, 2, 3], [1, 1, 0, 1, 1, 0], "float32"],
+  ];
+  for (const [xShape, outShape, begin, dtype] of pads) {
+    const x = dtype === "float32" ? randomF32(size(xShape), rand) : randomI32(size(xShape), rand, -1000, 1000);
+    const gx = k.upload(x);
+    const out = poisoned(k, dtype, size(outShape));
+    k.padInto(gx, xShape, out, outShape, begin);
+    const ref = dtype === "float32" ? new Float32Array(size(outShape)) : new Int32Array(size(outShape));
+    cpu.copyBox(x, xShape, xShape.map(() => 0), ref, outShape, begin, xShape);
+    assertSame(await k.download(out), ref, `padInto ${JSON.stringify([xShape, outShape, begin, dtype])}`);
+    k.release(gx);
+    k.release(out);
   }
 });
 

@@ -1,5 +1,6 @@
 // Reductions, broadcasting and cumulative ops.
 import { emptyTensor, getBackend, record, sizeOf, Tensor } from "../tensor.ts";
+import { allocTyped } from "../backends/cpu/index.ts";
 import { checkFloat, normalizeAxis, padShape } from "./checks.ts";
 import { scalar } from "./create.ts";
 import { div, equal, mul } from "./elementwise.ts";
@@ -52,8 +53,8 @@ export function broadcastTo(x: Tensor, shape: readonly number[]): Tensor {
     throw new Error(`broadcastTo: cannot broadcast [${x.shape.join(",")}] to [${shape.join(",")}]`);
   }
   const out = emptyTensor(shape, x.dtype, "broadcastTo");
-  const zero = getBackend().alloc(x.dtype, 1);
-  getBackend().fill(zero, 0);
+  // x + 0 broadcast: the zero uploaded from the host (a fused constant on a device, no fill command).
+  const zero = getBackend().upload(allocTyped(x.dtype, 1));
   getBackend().binary("add", x.storage, padded, zero, shape.map(() => 1), out.storage, shape);
   getBackend().release(zero);
   return record(out, "broadcastTo", [x], (g) => [sumTo(g, x.shape)]);

@@ -43,8 +43,13 @@ export function slice(x: Tensor, begin: readonly number[], size?: readonly numbe
 /** Places x inside zeros of `shape` at `begin` (the adjoint of slice). */
 export function padInto(x: Tensor, shape: readonly number[], begin: readonly number[]): Tensor {
   const out = emptyTensor(shape, x.dtype, "padInto");
-  getBackend().fill(out.storage, 0);
-  getBackend().copyBox(x.storage, x.shape, x.shape.map(() => 0), out.storage, shape, begin, x.shape);
+  const backend = getBackend();
+  if (backend.padInto) {
+    backend.padInto(x.storage, x.shape, out.storage, shape, begin);
+  } else {
+    backend.fill(out.storage, 0);
+    backend.copyBox(x.storage, x.shape, x.shape.map(() => 0), out.storage, shape, begin, x.shape);
+  }
   return record(out, "padInto", [x], (g) => [slice(g, begin, x.shape)]);
 }
 

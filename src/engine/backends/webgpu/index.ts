@@ -317,6 +317,11 @@ export class WebGpuBackend implements Backend {
     }
     this.recorded();
   }
+  padInto(x: GpuArray, xShape: Shape, out: GpuArray, outShape: Shape, begin: readonly number[]): void {
+    this.ready(x, out);
+    this.kernels.padInto(x, xShape, out, outShape, begin);
+    this.recorded();
+  }
   fill(out: GpuArray, value: number): void {
     this.ready(out);
     this.kernels.fill(out, value);

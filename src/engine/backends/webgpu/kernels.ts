@@ -9,7 +9,7 @@ import { GpuRuntime, type Encoder } from "./runtime.ts";
 import { f32Bits } from "./shaders/common.ts";
 import { binarySource, selectSource, unarySource } from "./shaders/elementwise.ts";
 import { GEMM_EPILOGUE_PARAM_BASE, SMALL_TILING, type GemmRows, type GemmTiling, conv2dKernelGradSource, conv2dSource, gemmWithEpilogue, matmulSource, splitKSumWithEpilogue, tileSize } from "./shaders/gemm.ts";
-import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
+import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, PAD_INTO, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
 import { layerNormGradXSource, layerNormLanes, layerNormSource, layerNormWorkgroups } from "./shaders/norm.ts";
 import { ADAMW_DIRECTION, ADAMW_M, ADAMW_P, ADAMW_V, adamwSource, sumSquaresSource } from "./shaders/optim.ts";
 import { REDUCE_PARAM_BASE, cumulativeSource, reduceSource } from "./shaders/reduce.ts";
@@ -97,16 +97,17 @@ export class WebGpuKernels extends GpuRuntime {
   cast(x: GpuArray, out: GpuArray, enc: Encoder = this.encoder()): void {
     const n = out.length;
     if (x.dtype === out.dtype) {
-      this.copy(enc, x.buffer, 0, out.buffer, 0, n * 4);
+      this.copyElements(enc, x, 0, out, 0, n);
       return;
     }
     this.run(enc, `cast:${x.dtype}`, () => castSource(x.dtype), "main", [n], [x.buffer, out.buffer], this.grid(n));
   }
 
+  /** out = value; zero by clearBuffer between passes, by a dispatch inside one (a clear would end the pass). */
   fill(out: GpuArray, value: number, enc: Encoder = this.encoder()): void {
     const n = out.length;
     const bits = out.dtype === "float32" ? f32Bits(value) : new Int32Array([value])[0]! >>> 0;
-    if (bits === 0) {
+    if (bits === 0 && !this.passOpen(enc)) {
       this.clear(enc, out.buffer, n * 4);
       return;
     }
@@ -169,7 +170,7 @@ export class WebGpuKernels extends GpuRuntime {
     if (red.length === 0) {
       // (A reduction's program has its parameters at REDUCE_PARAM_BASE.)
       if (fused) this.fusedElementwise(fused, out, enc, REDUCE_PARAM_BASE);
-      else this.copy(enc, (x as GpuArray).buffer, 0, out.buffer, 0, out.length * 4);
+      else this.copyElements(enc, x as GpuArray, 0, out, 0, out.length);
       return;
     }
     if (kept.length > 4 || red.length > 4) throw new Error(`webgpu reduce: too many alternating axis groups in ${JSON.stringify(shape)} over ${JSON.stringify(axes)}`);
@@ -459,7 +460,7 @@ export class WebGpuKernels extends GpuRuntime {
     const inStrides = stridesOf(shape);
     const c = coalesce(perm.map((p) => shape[p]!), [perm.map((p) => inStrides[p]!)]);
     if (c.sizes.length <= 1 && (c.sizes.length === 0 || c.strides[0]![0] === 1)) {
-      this.copy(enc, x.buffer, 0, out.buffer, 0, n * 4);
+      this.copyElements(enc, x, 0, out, 0, n);
       return;
     }
     checkRank("transpose", c.sizes.length);
@@ -477,12 +478,34 @@ export class WebGpuKernels extends GpuRuntime {
     const c = coalesce(size, [ss, ds]);
     const rank = c.sizes.length;
     if (rank === 0 || (rank === 1 && c.strides[0]![0] === 1 && c.strides[1]![0] === 1)) {
-      this.copy(enc, src.buffer, srcBase * 4, dst.buffer, dstBase * 4, total * 4);
+      this.copyElements(enc, src, srcBase, dst, dstBase, total);
       return;
     }
     checkRank("copyBox", rank);
     const params = [total, rank, srcBase, dstBase, ...padTo(c.sizes, 8), ...padTo(c.strides[0]!, 8), ...padTo(c.strides[1]!, 8)];
     this.run(enc, "copyBox", () => COPY_BOX, "main", params, [src.buffer, dst.buffer], this.grid(total));
+  }
+
+  /** out (outShape) = zeros with x (xShape) at `begin` (Backend.padInto): one kernel, no clear. */
+  padInto(x: GpuArray, xShape: Shape, out: GpuArray, outShape: Shape, begin: readonly number[], enc: Encoder = this.encoder()): void {
+    const n = out.length;
+    if (n === 0) return;
+    checkRank("padInto", outShape.length);
+    const params = [n, outShape.length, 0, 0, ...padTo(outShape, 8), ...padTo(begin, 8), ...padTo(xShape, 8)];
+    this.run(enc, "padInto", () => PAD_INTO, "main", params, [x.buffer, out.buffer], this.grid(n));
+  }
+
+  /**
+   * dst[dstBase ..] = src[srcBase ..], `count` elements: by copyBufferToBuffer between passes, by a
+   * dispatch inside one (a copy would end the pass).
+   */
+  private copyElements(enc: Encoder, src: GpuArray, srcBase: number, dst: GpuArray, dstBase: number, count: number): void {
+    if (!this.passOpen(enc)) {
+      this.copy(enc, src.buffer, srcBase * 4, dst.buffer, dstBase * 4, count * 4);
+      return;
+    }
+    const params = [count, 1, srcBase, dstBase, ...padTo([count], 8), ...padTo([1], 8), ...padTo([1], 8)];
+    this.run(enc, "copyBox", () => COPY_BOX, "main", params, [src.buffer, dst.buffer], this.grid(count));
   }
 
   /** out[i] = x[index[i]]. */
@@ -499,18 +522,18 @@ export class WebGpuKernels extends GpuRuntime {
   scatterAdd(g: GpuArray, index: GpuArray, out: GpuArray, options: { unique?: boolean } = {}, enc: Encoder = this.encoder()): void {
     const outputs = out.length;
     const n = g.length;
-    this.clear(enc, out.buffer, outputs * 4);
+    this.fill(out, 0, enc);
     if (n === 0 || outputs === 0) return;
     if (options.unique) {
       this.run(enc, "scatterUnique", () => SCATTER_UNIQUE, "main", [n], [g.buffer, index.buffer, out.buffer], this.grid(n));
       return;
     }
     const offsets = this.temp("int32", outputs + 1);
-    this.clear(enc, offsets.buffer, (outputs + 1) * 4);
+    this.fill(offsets, 0, enc);
     this.run(enc, "scatterCount", () => SCATTER_COUNT, "main", [n, outputs], [index.buffer, offsets.buffer], this.grid(n));
     this.scanExclusive(enc, offsets.buffer, outputs + 1);
     const cursor = this.temp("int32", outputs);
-    this.clear(enc, cursor.buffer, outputs * 4);
+    this.fill(cursor, 0, enc);
     const perm = this.temp("int32", n);
     this.run(enc, "scatterFill", () => SCATTER_FILL, "main", [n, outputs], [index.buffer, offsets.buffer, cursor.buffer, perm.buffer], this.grid(n));
     this.scatterSum(enc, g, perm.buffer, offsets.buffer, out);

@@ -63,6 +63,7 @@ export class GpuRuntime {
   profiler: KernelProfiler | null = null;
   private dispatchCount = 0;
   private submitCount = 0;
+  private passCount = 0;
 
   constructor(device: GPUDevice, options: Pick<WebGpuKernelsOptions, "maxStorageBuffers"> = {}, context: GpuContext | null = null) {
     this.device = device;
@@ -275,6 +276,7 @@ export class GpuRuntime {
       dispatches: this.dispatchCount,
       bindGroupsCreated: this.bindGroupsCreated,
       submits: this.submitCount,
+      passes: this.passCount,
       pipelines: this.pipelines.size,
       allocatedBytes: this.pool.allocatedBytes,
       freeBytes: this.pool.freeBytes(),
@@ -385,6 +387,7 @@ export class GpuRuntime {
     if (!open) {
       open = { pass: enc.beginComputePass(), pipeline: null };
       this.passes.set(enc, open);
+      this.passCount++;
     }
     if (open.pipeline !== pipeline) {
       open.pass.setPipeline(pipeline);
@@ -422,6 +425,11 @@ export class GpuRuntime {
     this.endPass(enc);
     enc.copyBufferToBuffer(src, srcOffset, dst, dstOffset, bytes);
     this.recording?.copy(src, srcOffset, dst, dstOffset, bytes);
+  }
+
+  /** Whether a compute pass is open on `enc` (a clear or copy would end it). */
+  protected passOpen(enc: Encoder): boolean {
+    return this.passes.has(enc);
   }
 
   protected clear(enc: Encoder, buffer: GPUBuffer, bytes: number): void {

@@ -51,6 +51,8 @@ export interface WebGpuKernelsOptions {
 export interface KernelStats {
   dispatches: number;
   submits: number;
+  /** Compute passes begun (a copy or clear between dispatches ends one; the profiler's own are not counted). */
+  passes: number;
   /** Bind groups created; the other dispatches found theirs in the cache. */
   bindGroupsCreated: number;
   pipelines: number;

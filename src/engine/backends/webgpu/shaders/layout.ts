@@ -47,6 +47,38 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 `;
 
+/**
+ * Dst = zeros with Src placed in a box (padInto): P(0) = n outputs, P(1) = rank, P(4 + a) = the output's
+ * size on axis a, P(12 + a) = the box's begin, P(20 + a) = its size (Src's shape, contiguous).
+ */
+export const PAD_INTO = /* wgsl */ `${COMMON}
+@group(0) @binding(1) var<storage, read> Src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> Dst: array<u32>;
+
+@compute @workgroup_size(256)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let i = flatId(wid, nwg, lid);
+  if (i >= P(0)) { return; }
+  var rem = i;
+  var s = 0u;
+  var stride = 1u;
+  var inside = true;
+  for (var a = P(1); a > 0u; a--) {
+    let k = a - 1u;
+    let idx = rem % P(4u + k);
+    rem = rem / P(4u + k);
+    let begin = P(12u + k);
+    let size = P(20u + k);
+    inside = inside && idx >= begin && idx < begin + size;
+    s += (idx - begin) * stride; // (wraps outside the box, where it is not read)
+    stride *= size;
+  }
+  var v = 0u;
+  if (inside) { v = Src[s]; }
+  Dst[i] = v;
+}
+`;
+
 /** out[i] = x[index[i]]. P(0) = n. */
 export const GATHER = /* wgsl */ `${COMMON}
 @group(0) @binding(1) var<storage, read> X: array<u32>;
