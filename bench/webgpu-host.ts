@@ -66,7 +66,7 @@ const network = (xt: td.Tensor, t: Timesteps) => unetForward(model, xt, t);
 const SAMPLER_STEPS = Number(process.env.SAMPLER_STEPS ?? 12);
 for (const replay of [false, true]) {
   const perStep: number[] = [];
-  let last = performance.now(), lastStats = gpu.stats(), stepDispatches = 0, stepCreated = 0;
+  let last = performance.now(), lastStats = gpu.stats(), stepDispatches = 0, stepPasses = 0, stepCreated = 0;
   const x = sample({
     model: network, replayModel: replay ? network : undefined, schedule: makeSchedule({ ...TUTORIAL_TRAIN_SCHEDULE, numSteps: SAMPLER_STEPS }),
     sampler: DDPM_SAMPLER, shape: [100, 8, 8, 1], key: td.random.key(9),
@@ -74,6 +74,7 @@ for (const replay of [false, true]) {
       const now = performance.now(), s = gpu.stats();
       perStep.push(now - last);
       stepDispatches = s.dispatches - lastStats.dispatches;
+      stepPasses = s.passes - lastStats.passes;
       stepCreated = s.bindGroupsCreated - lastStats.bindGroupsCreated;
       last = now;
       lastStats = s;
@@ -82,7 +83,7 @@ for (const replay of [false, true]) {
   await x.read();
   x.dispose();
   const timed = perStep.length > 4 ? perStep.slice(4) : perStep; // the first steps build pipelines and bind groups
-  console.log(`sampler step${replay ? " (replayed)" : ""}, features ${features}, 100 images: ${stepDispatches} dispatches, ${stepCreated} bind groups created, ` +
+  console.log(`sampler step${replay ? " (replayed)" : ""}, features ${features}, 100 images: ${stepDispatches} dispatches in ${stepPasses} compute pass(es), ${stepCreated} bind groups created, ` +
     `${median(timed).toFixed(2)} ms host per step (median of the last ${timed.length} of ${SAMPLER_STEPS})`);
 }
 gpu.dispose();
