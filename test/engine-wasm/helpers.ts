@@ -3,18 +3,8 @@ import assert from "node:assert/strict";
 import type { TypedArray } from "../../src/engine/backend.ts";
 import type { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
 import { WasmBackend, type WasmBackendOptions } from "../../src/engine/backends/wasm/index.ts";
+export { rng } from "../helpers/random.ts";
 
-/** A small deterministic generator (mulberry32), so failures reproduce. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Fills with uniform values in [-1, 1). */
 export function fillRandom(a: TypedArray, rand: () => number, scale = 1): TypedArray {

@@ -7,6 +7,8 @@ import type { TypedArray } from "../../src/engine/backend.ts";
 import { createGpuDevice, describeAdapter, type GpuContext } from "../../src/engine/backends/webgpu/device.ts";
 import { WebGpuKernels, type GpuArray, type WebGpuKernelsOptions } from "../../src/engine/backends/webgpu/kernels.ts";
 import { WebGpuBackend } from "../../src/engine/backends/webgpu/index.ts";
+export { rng } from "../helpers/random.ts";
+import { rng } from "../helpers/random.ts";
 
 let context: Promise<GpuContext> | null = null;
 const instances = new Map<string, Promise<WebGpuKernels>>();
@@ -50,16 +52,6 @@ export function uniformValues(n: number, seed: number, low = -1, high = 1): Floa
   return Float32Array.from({ length: n }, () => low + (high - low) * r());
 }
 
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Uniform values in [-scale, scale). */
 export function randomF32(size: number, rand: () => number, scale = 1): Float32Array {

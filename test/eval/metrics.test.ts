@@ -1,22 +1,12 @@
 // Fréchet distance and copy-check math against hand cases and an independent matrix square root.
 import { describe, test } from "node:test";
 import assert from "node:assert/strict";
+import { rng } from "../helpers/random.ts";
 import {
   copyCheck, featureFrechetDistance, frechetDistance, gaussianFit, median, nearestTrainingDistance,
   sqrtmPsd, symmetricEigen, traceSqrtProduct,
 } from "../../src/eval/metrics.ts";
 
-/** A small deterministic PRNG (mulberry32) so the cases are fixed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function matmul(a: ArrayLike<number>, b: ArrayLike<number>, n: number): Float64Array {
   const out = new Float64Array(n * n);

@@ -2,6 +2,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { decodeSafetensors, encodeSafetensors, type SafetensorsTensor } from "../../src/io/safetensors.ts";
+import { rng } from "../helpers/random.ts";
 
 const fixture = (name: string) => new Uint8Array(readFileSync(new URL(`../../fixtures/${name}`, import.meta.url)));
 
@@ -183,15 +184,6 @@ test("encode refuses inconsistent tensors", () => {
   assert.throws(() => encodeSafetensors({}, { a: 1 as unknown as string }), /metadata 'a' must be a string/);
 });
 
-/** Deterministic PRNG so a failing fuzz case can be reproduced. */
-function mulberry32(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function decodesOrThrowsCleanly(bytes: Uint8Array, what: string): boolean {
   try {
@@ -219,7 +211,7 @@ test("fuzz: every truncation length is refused with a safetensors Error", () => 
 test("fuzz: random byte flips in the length field and header decode or throw cleanly", () => {
   const bytes = small();
   const headerEnd = 8 + new DataView(bytes.buffer).getUint32(0, true);
-  const rand = mulberry32(1234);
+  const rand = rng(1234);
   let refused = 0;
   for (let i = 0; i < 3000; i++) {
     const b = bytes.slice();

@@ -1,0 +1,13 @@
+// The tests' deterministic random numbers: mulberry32, so a failing case reproduces from its seed.
+
+/** Uniform values in [0, 1) from a 32-bit seed (mulberry32). */
+export function rng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
