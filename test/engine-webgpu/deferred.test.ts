@@ -188,3 +188,106 @@ test("an input released while its upsample is pending is kept until the upsample
     td.setBackend(new CpuBackend());
   }
 });
+
+// Slices. A contiguous slice copied whole into its own array is deferred; a matmul, or a 1x1 convolution
+// (a matmul), reads it in its source at an offset. The U-Net's case: on a 1x1 map a 3x3 convolution uses
+// only its kernel's centre tap (ops/conv.ts slices it out), every step.
+test("a 3x3 convolution on a 1x1 map reads its kernel's centre tap in place: no copy, values as the reference", async () => {
+  const g = await backend();
+  const xv = randomValues(6 * 1 * 1 * 5, 60), kv = randomValues(3 * 3 * 5 * 7, 61), bv = randomValues(7, 62);
+  const fn = (): td.Tensor[] => [td.add(td.conv2d(td.tensor(xv, [6, 1, 1, 5]), td.tensor(kv, [3, 3, 5, 7])), td.tensor(bv, [7]))];
+  const ref = await on(new CpuBackend(), fn);
+  const before = g.stats();
+  const got = await on(g, fn);
+  const after = g.stats();
+  // float32 sums of 5 products against the float64 reference: 1e-6 of the scale.
+  assertTensorClose(got[0]!, ref[0]!, 1e-6, "conv2d on a 1x1 map, bias as its epilogue");
+  assert.equal(after.slices.folded - before.slices.folded, 1, "the product read the centre tap in place");
+  assert.equal(after.slices.materialized - before.slices.materialized, 0, "no copy of it");
+  assert.equal(after.dispatches - before.dispatches, 1, "one dispatch: the product with its bias");
+  assert.equal(after.slices.pending, 0);
+});
+
+test("matmul reads a slice of rows in place (batched, transposed); other readers and non-contiguous boxes copy", async () => {
+  const g = await backend();
+  const av = randomValues(3 * 4 * 6, 70), bv = randomValues(10 * 4 * 5, 71);
+  const fn = (): td.Tensor[] => {
+    const b = td.tensor(bv, [10, 4, 5]);
+    const rows = td.slice(b, [4, 0, 0], [3, 4, 5]); // contiguous: matrices 4..6
+    const a = td.tensor(av, [3, 4, 6]);
+    return [
+      td.matmul(td.transpose(a, [0, 2, 1]), rows), // [3, 6, 5]
+      td.matmul(a, td.slice(b, [0, 0, 1], [3, 4, 3]), { transA: true }), // not contiguous: copied first
+      td.mul(td.slice(b, [9, 0, 0], [1, 4, 5]), 2), // contiguous but read by a fused op: copied first
+    ];
+  };
+  const ref = await on(new CpuBackend(), fn);
+  const before = g.stats().slices;
+  const got = await on(g, fn);
+  const after = g.stats().slices;
+  got.forEach((v, i) => assertTensorClose(v, ref[i]!, 1e-6, `output ${i}`));
+  assert.equal(after.folded - before.folded, 1, "the contiguous rows read in place");
+  assert.equal(after.materialized - before.materialized, 1, "the slice read by a fused op copied once");
+});
+
+test("gradients through a 3x3 convolution on a 1x1 map, to second order, as the reference; the centre tap read in place throughout", async () => {
+  const g = await backend();
+  const xv = randomValues(2 * 1 * 1 * 3, 80), kv = randomValues(3 * 3 * 3 * 4, 81);
+  const fn = (): td.Tensor[] => {
+    const k = td.tensor(kv, [3, 3, 3, 4]);
+    const f = (x: td.Tensor): td.Tensor => td.sum(td.square(td.conv2d(x, k)));
+    const penalty = (kk: td.Tensor): td.Tensor => td.sum(td.square(td.grad((x: td.Tensor) => td.sum(td.square(td.conv2d(x, kk))))(td.tensor(xv, [2, 1, 1, 3]))));
+    const x = td.tensor(xv, [2, 1, 1, 3]);
+    return [f(x), td.grad(f)(x), td.grad(penalty)(k)];
+  };
+  const ref = await on(new CpuBackend(), fn);
+  const before = g.stats().slices;
+  const got = await on(g, fn);
+  // float32 against float64, squared twice: 1e-5 of the scale.
+  got.forEach((v, i) => assertTensorClose(v, ref[i]!, 1e-5, ["value", "input gradient", "kernel gradient of the penalty"][i]!));
+  const after = g.stats().slices;
+  assert.ok(after.folded > before.folded, "the convolutions read the centre tap in place");
+  // The input gradients read it flipped in place too (a 1x1 flip is a transposed read): never copied.
+  assert.equal(after.materialized - before.materialized, 0, `the centre tap never copied (${after.folded - before.folded} reads in place)`);
+});
+
+test("a pending slice keeps its values when a replay overwrites its source; a released source waits for it", async () => {
+  const g = await backend();
+  td.setBackend(g);
+  try {
+    const step = td.captureStep(([x]: td.Tensor[]) => [td.mul(x!, 2)], [td.tensor(Float32Array.of(1, 2, 3, 4), [4])]);
+    try {
+      const early = td.slice(step.outputs[0]!, [1], [2]); // pending: reads the output's buffer
+      step.replay([Float32Array.of(10, 20, 30, 40)]); // overwrites that buffer
+      assert.deepEqual(Array.from(await early.read()), [4, 6], "the slice holds the values it was taken from");
+      assert.deepEqual(Array.from(await step.outputs[0]!.read()), [20, 40, 60, 80]);
+      early.dispose();
+    } finally {
+      step.dispose();
+    }
+    const source = td.tensor(Float32Array.of(1, 2, 3, 4, 5, 6), [6]);
+    const part = td.slice(source, [2], [3]);
+    source.dispose(); // its buffer must not go back to the pool while the slice is pending
+    const decoys = Array.from({ length: 4 }, () => td.tensor(new Float32Array(6).fill(100), [6]));
+    assert.deepEqual(Array.from(await part.read()), [3, 4, 5], "a slice whose source was released");
+    td.dispose([part, ...decoys]);
+    assert.equal(g.stats().slices.pending, 0);
+  } finally {
+    td.setBackend(new CpuBackend());
+  }
+});
+
+test("a flip of a pending centre tap read by anything but a conv2d computes both, in order", async () => {
+  const g = await backend();
+  const kv = randomValues(3 * 3 * 4 * 6, 90);
+  const fn = (): td.Tensor[] => {
+    const flipped = td.flipKernel(td.slice(td.tensor(kv, [3, 3, 4, 6]), [1, 1, 0, 0], [1, 1, 4, 6]));
+    return [td.mul(flipped, 3), td.sum(flipped, [2])];
+  };
+  const ref = await on(new CpuBackend(), fn);
+  const before = g.stats();
+  const got = await on(g, fn);
+  got.forEach((v, i) => assertTensorClose(v, ref[i]!, 1e-6, `output ${i}`));
+  assert.equal(g.stats().slices.materialized - before.slices.materialized, 1, "the slice copied once, before the flip");
+  assert.equal(g.stats().flips.materialized - before.flips.materialized, 1);
+});

@@ -1,7 +1,8 @@
 // Layout ops recorded instead of run, for consumers that can read through them: conv2d reads a pending
-// flipKernel's source flipped (the input gradient of a convolution), and a copy into a box (concat) writes
-// a pending upsampleNearest's source upsampled straight into place (the U-Net's decoder). Any other use
-// computes the op first. A pending op holds its source: if the owner releases the source meanwhile, the
+// flipKernel's source flipped (the input gradient of a convolution), a copy into a box (concat) writes a
+// pending upsampleNearest's source upsampled straight into place (the U-Net's decoder), and a matmul (or
+// a 1x1 convolution) reads a pending contiguous slice in its source at an offset (a 3x3 kernel's centre
+// tap, which a convolution on a 1x1 map uses alone). Any other use computes the op first. A pending op holds its source: if the owner releases the source meanwhile, the
 // release waits until no pending op reads it (as fusion.ts does for its leaves).
 import type { Shape } from "../../backend.ts";
 import { Holds } from "./holds.ts";
@@ -31,7 +32,21 @@ export interface PendingUpsample<A> {
   readonly width: number;
 }
 
-export class DeferredOps<A, Op extends { readonly source: A }> {
+/** A contiguous run of `length` elements of `source` from `offset` (a slice of it). */
+export interface PendingSlice<A> {
+  readonly source: A;
+  readonly offset: number;
+  readonly length: number;
+}
+
+/** What the backend does with every kind of deferred op alike (whatever the op). */
+export interface PendingArrays<A> {
+  materialize(array: A): void;
+  materializeAll(): void;
+  release(array: A): boolean;
+}
+
+export class DeferredOps<A, Op extends { readonly source: A }> implements PendingArrays<A> {
   private readonly pending = new Map<A, Op>();
   /** Sources pending ops read (one hold per op). */
   private readonly holds: Holds<A>;
@@ -58,6 +73,11 @@ export class DeferredOps<A, Op extends { readonly source: A }> {
     if (!op) return null;
     this.counters.folded++;
     return op;
+  }
+
+  /** Whether `array` is pending (not counted as a fold). */
+  has(array: A): boolean {
+    return this.pending.has(array);
   }
 
   /** Computes `array` if it is pending (before a kernel or the host reads it). */

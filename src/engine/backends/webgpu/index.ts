@@ -3,15 +3,17 @@
 // way values come back. float64 stays on the host backends: WGSL has no f64.
 //
 // float32 unary and binary ops are fused (fusion.ts): they record an expression instead of a dispatch, and
-// every other method first materializes the pending arrays it is handed (`ready`). Kernel flips and
-// upsamples are pending too (deferred.ts): conv2d reads a pending flip's source flipped, and a copy into a
-// box (concat) writes a pending upsample's source upsampled in place. With fusion on, so are layer norms,
+// every other method first materializes the pending arrays it is handed (`ready`). Kernel flips, upsamples
+// and contiguous slices are pending too (deferred.ts): conv2d reads a pending flip's source flipped, a copy
+// into a box (concat) writes a pending upsample's source upsampled in place, and a matmul or 1x1 conv reads
+// a pending slice in its source at an offset. With fusion on, so are layer norms,
 // matmuls and convolutions (producers.ts): an expression of one's output (gelu(layerNorm(h)), conv + bias)
 // runs in its kernel as an epilogue.
 import type { AdamWArgs, AdamWItem, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, Recording, ReduceOp, Shape, Storage, TypedArray, UnaryOp } from "../../backend.ts";
 import { describeAdapter, type GpuDeviceOptions } from "./device.ts";
 import { KernelProfiler, type DispatchTime } from "./profiler.ts";
-import { DeferredOps, type DeferredStats, type PendingFlip, type PendingUpsample } from "./deferred.ts";
+import { DeferredOps, type DeferredStats, type PendingArrays, type PendingFlip, type PendingSlice, type PendingUpsample } from "./deferred.ts";
+import { stridesOf } from "../cpu/elementwise.ts";
 import { PendingProducers, type ProducerStats } from "./producers.ts";
 import { readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
 import { ElementwiseFusion, type FusionStats } from "./fusion.ts";
@@ -34,6 +36,7 @@ export interface WebGpuBackendStats extends KernelStats {
   fusion: FusionStats | null;
   flips: DeferredStats;
   upsamples: DeferredStats;
+  slices: DeferredStats;
   producers: ProducerStats;
 }
 
@@ -47,6 +50,9 @@ export class WebGpuBackend implements Backend {
   private readonly fusion: ElementwiseFusion<GpuArray> | null;
   private readonly flips: DeferredOps<GpuArray, PendingFlip<GpuArray>>;
   private readonly upsamples: DeferredOps<GpuArray, PendingUpsample<GpuArray>>;
+  private readonly slices: DeferredOps<GpuArray, PendingSlice<GpuArray>>;
+  /** The three, in the order a release asks them (each may hold the array as a pending op's source). */
+  private readonly deferred: readonly PendingArrays<GpuArray>[];
   private readonly producers: PendingProducers<GpuArray>;
 
   constructor(kernels: WebGpuKernels, options: WebGpuBackendOptions = {}) {
@@ -61,9 +67,14 @@ export class WebGpuBackend implements Backend {
         return { sizes: c.sizes, strides: c.strides[0]! };
       },
     });
-    // A release waits for the pending flips, then the pending upsamples, reading the array (either may hold it).
-    this.upsamples = new DeferredOps((op, out) => kernels.upsampleNearest(op.source, op.shape, op.height, op.width, out), (array) => this.releaseNow(array));
-    this.flips = new DeferredOps((op, out) => kernels.flipKernel(op.source, op.shape, out), (array) => this.releaseAfterUpsamples(array));
+    // (A flip's source may be a pending slice: computed first.)
+    this.flips = new DeferredOps((op, out) => {
+      this.ready(op.source);
+      kernels.flipKernel(op.source, op.shape, out);
+    }, (array) => this.releaseFrom(1, array));
+    this.upsamples = new DeferredOps((op, out) => kernels.upsampleNearest(op.source, op.shape, op.height, op.width, out), (array) => this.releaseFrom(2, array));
+    this.slices = new DeferredOps((op, out) => kernels.copyBox(op.source, [op.source.length], [op.offset], out, [op.length], [0], [op.length]), (array) => this.releaseFrom(3, array));
+    this.deferred = [this.flips, this.upsamples, this.slices];
     this.producers = new PendingProducers<GpuArray>((array) => kernels.release(array));
   }
 
@@ -79,7 +90,8 @@ export class WebGpuBackend implements Backend {
 
   stats(): WebGpuBackendStats {
     return {
-      ...this.kernels.stats(), fusion: this.fusion?.stats() ?? null, flips: this.flips.stats(), upsamples: this.upsamples.stats(), producers: this.producers.stats(),
+      ...this.kernels.stats(), fusion: this.fusion?.stats() ?? null, flips: this.flips.stats(), upsamples: this.upsamples.stats(), slices: this.slices.stats(),
+      producers: this.producers.stats(),
     };
   }
 
@@ -102,8 +114,7 @@ export class WebGpuBackend implements Backend {
   /** Computes the pending (fused, not yet dispatched) arrays among these, before a kernel uses them. */
   private ready(...arrays: GpuArray[]): void {
     for (const a of arrays) {
-      this.flips.materialize(a);
-      this.upsamples.materialize(a);
+      for (const d of this.deferred) d.materialize(a);
       this.producers.materialize(a);
       this.fusion?.materialize(a);
     }
@@ -119,10 +130,14 @@ export class WebGpuBackend implements Backend {
     return this.kernels.alloc(dtype, size);
   }
   release(data: GpuArray): void {
-    if (!this.flips.release(data)) this.releaseAfterUpsamples(data);
+    this.releaseFrom(0, data);
   }
-  private releaseAfterUpsamples(data: GpuArray): void {
-    if (!this.upsamples.release(data)) this.releaseNow(data);
+  /** Releases `data` once none of the deferred ops from index `first` on reads it (a pending one of them waits). */
+  private releaseFrom(first: number, data: GpuArray): void {
+    for (let i = first; i < this.deferred.length; i++) {
+      if (this.deferred[i]!.release(data)) return; // released through releaseFrom(i + 1) when none reads it
+    }
+    this.releaseNow(data);
   }
   private releaseNow(data: GpuArray): void {
     if (this.fusion) this.fusion.release(data);
@@ -181,8 +196,7 @@ export class WebGpuBackend implements Backend {
 
   startRecording(): (outputs: readonly Storage[]) => Recording {
     // Pending work made before the recording is computed before it: a replay would not redo it.
-    this.flips.materializeAll();
-    this.upsamples.materializeAll();
+    for (const d of this.deferred) d.materializeAll();
     this.producers.materializeAll();
     this.flush();
     this.kernels.startRecording();
@@ -194,6 +208,10 @@ export class WebGpuBackend implements Backend {
       return {
         dispatches: recording.dispatches,
         replay: (writes, copies, submit = true, swapped = false) => {
+          // Pending work may read the step's buffers (a slice of its last output): it runs before they change.
+          for (const d of this.deferred) d.materializeAll();
+          this.producers.materializeAll();
+          this.fusion?.materializeAll();
           if (writes.length > 0) this.flush(); // what was recorded before the writes must see the old values
           for (const [target, values] of writes) {
             if (!isGpuArray(target) || values instanceof Float64Array) throw new Error("webgpu replay: writes go to GPU arrays, from float32 or int32 values");
@@ -219,8 +237,7 @@ export class WebGpuBackend implements Backend {
 
   unary(op: UnaryOp, x: GpuArray, out: GpuArray): void {
     if (this.fusion && x.dtype === "float32" && out.dtype === "float32" && out.length > 0) {
-      this.flips.materialize(x);
-      this.upsamples.materialize(x);
+      for (const d of this.deferred) d.materialize(x);
       this.fusion.unary(op, x, out);
     } else {
       this.ready(x);
@@ -230,9 +247,9 @@ export class WebGpuBackend implements Backend {
   }
   binary(op: BinaryOp, a: GpuArray, aShape: Shape, b: GpuArray, bShape: Shape, out: GpuArray, outShape: Shape): void {
     if (this.fusion && out.dtype === "float32" && a.dtype === "float32" && b.dtype === "float32" && out.length > 0) {
-      for (const input of [a, b]) {
-        this.flips.materialize(input);
-        this.upsamples.materialize(input);
+      for (const d of this.deferred) {
+        d.materialize(a);
+        d.materialize(b);
       }
       this.fusion.binary(op, a, aShape, b, bShape, out, outShape);
     } else {
@@ -263,26 +280,35 @@ export class WebGpuBackend implements Backend {
     this.recorded();
   }
   matmul(a: GpuArray, b: GpuArray, out: GpuArray, args: MatmulArgs): void {
-    this.ready(a, b, out);
+    const slice = this.slices.fold(b); // B read in its source, at the slice's offset
+    this.ready(a, out);
+    if (!slice) this.ready(b);
+    const source = slice?.source ?? b;
+    const base = slice?.offset ?? 0;
     if (this.fusion && out.dtype === "float32") {
       this.producers.record(out, {
-        inputs: [a, b],
-        run: (o) => this.kernels.matmul(a, b, o, args),
-        runWithEpilogue: (o, program, leaf, out2) => this.kernels.matmul(a, b, o, args, this.kernels.encoder(), { program, leaf, out2 }),
+        inputs: [a, source],
+        run: (o) => this.kernels.matmul(a, source, o, args, this.kernels.encoder(), undefined, base),
+        runWithEpilogue: (o, program, leaf, out2) => this.kernels.matmul(a, source, o, args, this.kernels.encoder(), { program, leaf, out2 }, base),
       });
     } else {
-      this.kernels.matmul(a, b, out, args);
+      this.kernels.matmul(a, source, out, args, this.kernels.encoder(), undefined, base);
     }
     this.recorded();
   }
   conv2d(x: GpuArray, kernel: GpuArray, out: GpuArray, args: ConvArgs): void {
     const flip = this.flips.fold(kernel);
+    const unsliced = flip?.source ?? kernel;
+    // A 1x1 convolution is a matmul: it reads a pending slice (a 3x3 kernel's centre tap), flipped or not,
+    // in its source at the slice's offset.
+    const slice = args.kh === 1 && args.kw === 1 && args.pad === 0 ? this.slices.fold(unsliced) : null;
     this.ready(x, out);
-    if (!flip) this.ready(kernel);
-    const source = flip ? flip.source : kernel;
+    if (!slice) this.ready(unsliced);
+    const source = slice?.source ?? unsliced;
+    const base = slice?.offset ?? 0;
     const convolve = (o: GpuArray, epilogue?: GemmEpilogue): boolean => flip
-      ? this.kernels.conv2dFlipped(x, source, o, args, this.kernels.encoder(), epilogue)
-      : this.kernels.conv2d(x, source, o, args, this.kernels.encoder(), epilogue);
+      ? this.kernels.conv2dFlipped(x, source, o, args, this.kernels.encoder(), epilogue, base)
+      : this.kernels.conv2d(x, source, o, args, this.kernels.encoder(), epilogue, base);
     if (this.fusion && out.dtype === "float32") {
       this.producers.record(out, {
         inputs: [x, source],
@@ -311,10 +337,17 @@ export class WebGpuBackend implements Backend {
     const upsample = whole ? this.upsamples.fold(src) : null;
     if (upsample) {
       this.kernels.upsampleNearestInto(upsample.source, upsample.shape, upsample.height, upsample.width, dst, dstShape, dstBegin);
-    } else {
-      this.ready(src);
-      this.kernels.copyBox(src, srcShape, srcBegin, dst, dstShape, dstBegin, size);
+      this.recorded();
+      return;
     }
+    this.ready(src);
+    const run = contiguousRun(srcShape, srcBegin, size);
+    if (run && dst.length === run.length && dstBegin.every((v) => v === 0) && dst.dtype === "float32") {
+      // All of dst from one contiguous run of src (a slice): a matmul reads it in place, others copy it first.
+      this.slices.record(dst, { source: src, offset: run.offset, length: run.length });
+      return;
+    }
+    this.kernels.copyBox(src, srcShape, srcBegin, dst, dstShape, dstBegin, size);
     this.recorded();
   }
   padInto(x: GpuArray, xShape: Shape, out: GpuArray, outShape: Shape, begin: readonly number[]): void {
@@ -334,7 +367,9 @@ export class WebGpuBackend implements Backend {
     this.recorded();
   }
   flipKernel(kernel: GpuArray, kh: number, kw: number, c: number, o: number, out: GpuArray): void {
-    this.ready(kernel, out);
+    this.ready(out);
+    // A 1x1 kernel's pending slice stays pending: a conv2d folding the flip reads it in place (see conv2d).
+    if (!(kh === 1 && kw === 1 && this.slices.has(kernel))) this.ready(kernel);
     this.flips.record(out, { source: kernel, shape: [kh, kw, c, o] }); // run only if something other than conv2d reads it
   }
   gather(x: GpuArray, index: GpuArray, out: GpuArray): void {
@@ -403,6 +438,15 @@ export class WebGpuBackend implements Backend {
     this.kernels.cast(x, out);
     this.recorded();
   }
+}
+
+/** The box of `size` at `begin` in a row-major array of `shape` as one run of elements, or null if it is not one. */
+function contiguousRun(shape: Shape, begin: readonly number[], size: Shape): { offset: number; length: number } | null {
+  const strides = stridesOf(shape);
+  const length = size.reduce((p, d) => p * d, 1);
+  const c = coalesce(size, [strides]);
+  if (length === 0 || c.sizes.length > 1 || (c.sizes.length === 1 && c.strides[0]![0] !== 1)) return null;
+  return { offset: begin.reduce((acc, v, i) => acc + v * strides[i]!, 0), length };
 }
 
 /** Whether storage is a GPU array (for code that must not touch it on the host). */

@@ -392,10 +392,11 @@ export class WebGpuKernels extends GpuRuntime {
   }
 
   /**
-   * C[b] = op(A[b]) @ op(B[b]) with the Backend's MatmulArgs (batch strides 0 broadcast). With `epilogue`,
-   * also its expression in the same kernel, if the product is not split (else returns false, doing nothing).
+   * C[b] = op(A[b]) @ op(B[b]) with the Backend's MatmulArgs (batch strides 0 broadcast); B starts at element
+   * `bBase` of its buffer (a contiguous slice of it, read in place). With `epilogue`, also its expression in
+   * the same kernel, if the product is not split (else returns false, doing nothing).
    */
-  matmul(a: GpuArray, b: GpuArray, out: GpuArray, args: MatmulArgs, enc: Encoder = this.encoder(), epilogue?: GemmEpilogue): boolean {
+  matmul(a: GpuArray, b: GpuArray, out: GpuArray, args: MatmulArgs, enc: Encoder = this.encoder(), epilogue?: GemmEpilogue, bBase = 0): boolean {
     const { batch, m, n, k, transA, transB, aBatchStride, bBatchStride } = args;
     if (epilogue && (batch * m * n === 0 || k === 0)) return false;
     if (batch * m * n === 0) return true;
@@ -404,29 +405,36 @@ export class WebGpuKernels extends GpuRuntime {
       return true;
     }
     return this.gemm(enc, "matmul", true, m, n, k, batch, a.buffer, b.buffer, out, (kLen) => [
-      m, n, k, transA ? 1 : 0, transB ? 1 : 0, aBatchStride, bBatchStride, batch, kLen,
+      m, n, k, transA ? 1 : 0, transB ? 1 : 0, aBatchStride, bBatchStride, batch, kLen, bBase,
     ], epilogue);
   }
 
-  /** NHWC x [b,h,w,c] with HWIO kernel [kh,kw,c,o], stride 1, zero padding: implicit GEMM. */
-  conv2d(x: GpuArray, kernel: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder(), epilogue?: GemmEpilogue): boolean {
-    return this.convolve(x, kernel, false, out, args, enc, epilogue);
+  /**
+   * NHWC x [b,h,w,c] with HWIO kernel [kh,kw,c,o], stride 1, zero padding: implicit GEMM. A 1x1 kernel
+   * without padding (a matmul) may start at element `kernelBase` of its buffer (a slice read in place).
+   */
+  conv2d(x: GpuArray, kernel: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder(), epilogue?: GemmEpilogue, kernelBase = 0): boolean {
+    if (kernelBase !== 0 && !(args.kh === 1 && args.kw === 1 && args.pad === 0)) throw new Error("webgpu conv2d: a kernel offset needs a 1x1 kernel without padding");
+    return this.convolve(x, kernel, false, out, args, enc, epilogue, kernelBase);
   }
 
   /**
    * conv2d(x, flipKernel(source)) without computing the flip: `source` is [kh, kw, o, c] for these args
-   * (the forward kernel whose input gradient this is) and is read rotated and transposed.
+   * (the forward kernel whose input gradient this is) and is read rotated and transposed; a 1x1 one may
+   * start at element `sourceBase` of its buffer, as conv2d's kernelBase.
    */
-  conv2dFlipped(x: GpuArray, source: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder(), epilogue?: GemmEpilogue): boolean {
-    return this.convolve(x, source, true, out, args, enc, epilogue);
+  conv2dFlipped(x: GpuArray, source: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder(), epilogue?: GemmEpilogue, sourceBase = 0): boolean {
+    if (sourceBase !== 0 && !(args.kh === 1 && args.kw === 1 && args.pad === 0)) throw new Error("webgpu conv2dFlipped: a source offset needs a 1x1 kernel without padding");
+    return this.convolve(x, source, true, out, args, enc, epilogue, sourceBase);
   }
 
   /** Returns false (nothing done) when an epilogue was asked for and cannot be had (see gemm). */
-  private convolve(x: GpuArray, kernel: GpuArray, flipped: boolean, out: GpuArray, args: ConvArgs, enc: Encoder, epilogue?: GemmEpilogue): boolean {
+  private convolve(x: GpuArray, kernel: GpuArray, flipped: boolean, out: GpuArray, args: ConvArgs, enc: Encoder, epilogue?: GemmEpilogue, kernelBase = 0): boolean {
     const { b, h, w, c, kh, kw, o, pad, oh, ow } = args;
     if (kh === 1 && kw === 1 && pad === 0) {
       // A 1x1 flip is a transpose: the source as [o, c] is B^T.
-      return this.matmul(x, kernel, out, { batch: 1, m: b * h * w, n: o, k: c, transA: false, transB: flipped, aBatchStride: 0, bBatchStride: 0 }, enc, epilogue);
+      const product = { batch: 1, m: b * h * w, n: o, k: c, transA: false, transB: flipped, aBatchStride: 0, bBatchStride: 0 };
+      return this.matmul(x, kernel, out, product, enc, epilogue, kernelBase);
     }
     const M = b * oh * ow;
     const K = kh * kw * c;

@@ -172,7 +172,8 @@ const WORKGROUP = (tiling: GemmTiling) => `@compute @workgroup_size(${tiling.thr
 
 /**
  * C[z] = op(A[z]) @ op(B[z]). P(0) = M, P(1) = N, P(2) = K, P(3) = transA, P(4) = transB,
- * P(5) = A batch stride, P(6) = B batch stride, P(7) = batch, P(8) = K per split.
+ * P(5) = A batch stride, P(6) = B batch stride, P(7) = batch, P(8) = K per split, P(9) = where B starts
+ * in its buffer (a contiguous slice read in place).
  */
 export function matmulSource(tiling: GemmTiling): string {
   return /* wgsl */ `${COMMON}
@@ -208,7 +209,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
   let b = wid.z % batch;
   let split = wid.z / batch;
   let aOff = b * P(5);
-  let bOff = b * P(6);
+  let bOff = P(9) + b * P(6);
   let m0 = wid.y * TILE_M;
   let n0 = wid.x * TILE_N;
   let kBegin = split * P(8);
