@@ -66,7 +66,7 @@ export function classifierForward(p: ClassifierParams, x: td.Tensor): { features
 
 /** Mean cross-entropy of the logits [N,10] against integer labels (as a one-hot [N,10] float tensor). */
 export function crossEntropy(logits: td.Tensor, oneHot: td.Tensor): td.Tensor {
-  const shifted = td.sub(logits, td.stopGradient(td.max(logits, -1, true)));
+  const shifted = td.sub(logits, td.noGrad(() => td.max(logits, -1, true))); // a constant, without a copy
   const logSumExp = td.log(td.sum(td.exp(shifted), -1, true));
   const logProbs = td.sub(shifted, logSumExp);
   return td.neg(td.mean(td.sum(td.mul(logProbs, oneHot), -1)));

@@ -2,9 +2,9 @@
 // stored tensor per derivative order in a recorded backward pass), with rules written in differentiable ops
 // past that (so every order of derivative is exact); softmax composed from primitives; the pooling and
 // upsampling primitives with gather/scatter adjoints.
-import { emptyTensor, getBackend, record, shapeString, Tensor, needsGrad } from "../tensor.ts";
+import { emptyTensor, getBackend, noGrad, record, shapeString, Tensor, needsGrad } from "../tensor.ts";
 import { checkFloat, checkRank, checkSameDtype } from "./checks.ts";
-import { add, exp, greaterEqual, maximum, mul, rsqrt, stopGradient, sub, tanh, square, div, unaryOp } from "./elementwise.ts";
+import { add, exp, greaterEqual, maximum, mul, rsqrt, sub, tanh, square, div, unaryOp } from "./elementwise.ts";
 import { max, mean, sum, sumTo } from "./reduce.ts";
 import { onesLike, zerosLike } from "./create.ts";
 import { matmul } from "./linalg.ts";
@@ -122,7 +122,8 @@ function layerNormGradX(x: Tensor, g: Tensor, scale: Tensor, eps: number): Tenso
 
 /** Softmax over an axis, shifted by the (constant) max for stability. */
 export function softmax(x: Tensor, axis = -1): Tensor {
-  const shifted = sub(x, stopGradient(max(x, axis, true)));
+  // The max taken unrecorded: a constant for every order of derivative, without stopGradient's copy.
+  const shifted = sub(x, noGrad(() => max(x, axis, true)));
   const e = exp(shifted);
   return div(e, sum(e, axis, true));
 }
