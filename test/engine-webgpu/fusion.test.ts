@@ -104,6 +104,29 @@ test("sum(square(clip(g))) is one reduction reading g: the clip and square outpu
   }
 });
 
+test("a concat of pending expressions evaluates each part in its box: one dispatch per part, values as the reference", async () => {
+  const gpu = await webgpuBackend();
+  // The time embedding's concat([sin, cos], 1); a concat along the first axis (one run per part); along the
+  // middle axis of a 3-d array (rows of 4 x 5, with a part already in memory: copied); a part read again.
+  const leaves = randomLeaves({ a: [6, 8], b: [3, 4, 5] }, 9);
+  const cases: [string, (p: Map<string, td.Tensor>) => td.Tensor[], number, number][] = [
+    ["time embedding", (p) => [td.concat([td.sin(p.get("a")!), td.cos(p.get("a")!)], 1)], 2, 2],
+    ["first axis", (p) => [td.concat([td.mul(p.get("a")!, 2), td.exp(p.get("a")!)], 0)], 2, 2],
+    ["middle axis of a 3-d array", (p) => [td.concat([td.tanh(p.get("b")!), p.get("b")!], 1)], 2, 1],
+    ["read again", (p) => { const e = td.exp(p.get("a")!); return [td.concat([e, p.get("a")!], 1), td.sum(e)]; }, 3, 1],
+  ];
+  for (const [what, fn, dispatches, copiesFused] of cases) {
+    const ref = await onBackend(new CpuBackend(), leaves, fn);
+    const before = gpu.stats().fusion!;
+    const fused = await onBackend(gpu, leaves, fn);
+    const after = gpu.stats().fusion!;
+    // The same float32 operations as the reference rounds once: 1e-6 of the scale (sin, cos, exp, tanh in WGSL).
+    fused.values.forEach((v, i) => assertTensorClose(v, ref.values[i]!, 1e-6, `${what}, output ${i}`));
+    assert.equal(fused.dispatches, dispatches, `${what}: dispatches`);
+    assert.equal(after.copiesFused - before.copiesFused, copiesFused, `${what}: parts evaluated in place`);
+  }
+});
+
 test("an input freed while a pending expression reads it is kept until the expression has run", async () => {
   const gpu = await webgpuBackend();
   td.setBackend(gpu);

@@ -54,6 +54,8 @@ export interface FusionStats {
   dropped: number;
   /** Reductions that evaluated a pending expression in their loads. */
   reductionsFused: number;
+  /** Copies into a box (concat parts) that evaluated a pending expression straight into place. */
+  copiesFused: number;
   /** Now: expressions not yet materialized or dropped, and buffers they keep from the pool. */
   pending: number;
   held: number;
@@ -70,7 +72,7 @@ export class ElementwiseFusion<A extends { readonly length: number }> {
   private readonly constants = new WeakMap<A, number>();
   /** Constants whose buffer is written only if a kernel binds it (most are only ever parameters). */
   private readonly unwritten = new Map<A, () => void>();
-  private readonly counters = { ops: 0, materialized: 0, dropped: 0, reductionsFused: 0 };
+  private readonly counters = { ops: 0, materialized: 0, dropped: 0, reductionsFused: 0, copiesFused: 0 };
 
   constructor(private readonly target: FusionTarget<A>) {
     this.holds = new Holds<A>((array) => target.release(array));
@@ -132,6 +134,17 @@ export class ElementwiseFusion<A extends { readonly length: number }> {
 
   materializeAll(): void {
     for (const array of [...this.pending.keys()]) this.materialize(array);
+  }
+
+  /**
+   * The program computing a pending array, for a copy into a box to evaluate in place (parameters from
+   * FUSED_ELEMENTWISE_PARAM_BASE); null when the array is in memory. The array stays pending.
+   */
+  programForCopy(array: A): FusedProgram<A> | null {
+    const p = this.pending.get(array);
+    if (!p) return null;
+    this.counters.copiesFused++;
+    return compileExpr(p.expr, FUSED_ELEMENTWISE_PARAM_BASE);
   }
 
   /**

@@ -340,6 +340,16 @@ export class WebGpuBackend implements Backend {
       this.recorded();
       return;
     }
+    // All of a pending float32 expression into a box of rows (a concat part): evaluated in place.
+    const wholeSrc = srcBegin.every((v) => v === 0) && size.every((d, i) => d === srcShape[i]);
+    const rows = wholeSrc && this.fusion && dst.dtype === "float32" ? boxRows(dstShape, dstBegin, size) : null;
+    const program = rows && this.fusion ? this.fusion.programForCopy(src) : null;
+    if (rows && program) {
+      for (const leaf of program.leaves) this.producers.materialize(leaf);
+      this.kernels.fusedElementwiseInto(program, src.length, dst, rows);
+      this.recorded();
+      return;
+    }
     this.ready(src);
     const run = contiguousRun(srcShape, srcBegin, size);
     if (run && dst.length === run.length && dstBegin.every((v) => v === 0) && dst.dtype === "float32") {
@@ -447,6 +457,17 @@ function contiguousRun(shape: Shape, begin: readonly number[], size: Shape): { o
   const c = coalesce(size, [strides]);
   if (length === 0 || c.sizes.length > 1 || (c.sizes.length === 1 && c.strides[0]![0] !== 1)) return null;
   return { offset: begin.reduce((acc, v, i) => acc + v * strides[i]!, 0), length };
+}
+
+/** The box of `size` at `begin` in a row-major array of `shape` as rows of contiguous columns, or null. */
+function boxRows(shape: Shape, begin: readonly number[], size: Shape): { base: number; cols: number; rowStride: number } | null {
+  const strides = stridesOf(shape);
+  const c = coalesce(size, [strides]);
+  const base = begin.reduce((acc, v, i) => acc + v * strides[i]!, 0);
+  const [s, st] = [c.sizes, c.strides[0]!];
+  if (s.length === 0) return { base, cols: 1, rowStride: 1 };
+  if (st[s.length - 1] !== 1 || s.length > 2) return null;
+  return { base, cols: s[s.length - 1]!, rowStride: s.length === 2 ? st[0]! : 0 };
 }
 
 /** Whether storage is a GPU array (for code that must not touch it on the host). */

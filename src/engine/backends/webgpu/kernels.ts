@@ -137,6 +137,17 @@ export class WebGpuKernels extends GpuRuntime {
     this.run(enc, `fused#${this.programId(program)}`, () => fusedElementwiseSource(program), "main", params, buffers, this.grid(n));
   }
 
+  /**
+   * The fused float32 expression's n values written into a box of `out`: value i at element
+   * base + floor(i / cols) * rowStride + i % cols (a concat part computed in place).
+   */
+  fusedElementwiseInto(program: FusedProgram<GpuArray>, n: number, out: GpuArray, box: { base: number; cols: number; rowStride: number }, enc: Encoder = this.encoder()): void {
+    if (out.dtype !== "float32") throw new Error(`webgpu fusedElementwiseInto: float32 output only, got ${out.dtype}`);
+    const params = [n, box.base, box.cols, box.rowStride, ...program.params];
+    const buffers = [...program.leaves.map((l) => l.buffer), out.buffer];
+    this.run(enc, `fused#${this.programId(program)}:box`, () => fusedElementwiseSource(program, true), "main", params, buffers, this.grid(n));
+  }
+
   private programId(program: FusedProgram<GpuArray>): number {
     let id = this.programIds.get(program.body);
     if (id === undefined) this.programIds.set(program.body, (id = this.programIds.size));

@@ -148,14 +148,16 @@ export function fusedEpilogueDeclarations(program: FusedProgram<unknown>, leaf: 
 export const FUSED_ELEMENTWISE_PARAM_BASE = 4;
 
 /** out[i] = fused(i) for i < P(0); the output follows the leaves' bindings. */
-export function fusedElementwiseSource(program: FusedProgram<unknown>): string {
+export function fusedElementwiseSource(program: FusedProgram<unknown>, intoBox = false): string {
+  // Into a box: element i goes to row i / P(2), column i % P(2) of a box at P(1) with rows P(3) apart.
+  const store = intoBox ? "Out[P(1) + (i / P(2)) * P(3) + i % P(2)] = fused(i);" : "Out[i] = fused(i);";
   return `${typeAlias("float32")}${COMMON}${fusedDeclarations(program)}
 @group(0) @binding(${program.leaves.length + 1}) var<storage, read_write> Out: array<f32>;
 
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let i = flatId(wid, nwg, lid);
-  if (i < P(0)) { Out[i] = fused(i); }
+  if (i < P(0)) { ${store} }
 }
 `;
 }
