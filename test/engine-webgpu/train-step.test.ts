@@ -136,7 +136,7 @@ test(`${STEPS} conditional train steps (features 4, batch 16, penalty 0.02, EMA)
   console.log(`# worst after ${STEPS} steps: ${[...worst].map(([kind, w]) => `${kind} ${w.err.toExponential(2)} (${w.name})`).join("; ")}`);
 });
 
-test("10 webgpu train steps: live tensors constant, the buffer pool stops growing, one read back per step", async () => {
+test("10 webgpu train steps: live tensors constant, the buffer pool stops growing, nothing left pending, one read back per step", async () => {
   const gpu = await webgpuBackend();
   td.setBackend(gpu);
   const read = gpu.read;
@@ -150,6 +150,7 @@ test("10 webgpu train steps: live tensors constant, the buffer pool stops growin
     const tensors: number[] = [];
     const allocated: number[] = [];
     const readsPerStep: number[] = [];
+    const pendingPerStep: number[] = [];
     for (let i = 0; i < 10; i++) {
       const before = reads;
       const report = await trainStep(run, data);
@@ -157,10 +158,13 @@ test("10 webgpu train steps: live tensors constant, the buffer pool stops growin
       readsPerStep.push(reads - before);
       tensors.push(td.memory().tensors);
       allocated.push(gpu.stats().allocatedBytes);
+      const { flips, upsamples, slices, producers, fusion } = gpu.stats();
+      pendingPerStep.push(flips.pending + upsamples.pending + slices.pending + producers.pending + (fusion?.pending ?? 0));
     }
     console.log(`# live tensors ${tensors.join(", ")}; pool bytes ${allocated.join(", ")}`);
     assert.deepEqual(readsPerStep, readsPerStep.map(() => 1), "reads per step");
     assert.ok(tensors.every((n) => n === tensors[0]), `live tensors per step: ${tensors.join(", ")}`);
+    assert.deepEqual(pendingPerStep, pendingPerStep.map(() => 0), "deferred ops, producers and expressions left pending after a step");
     // The pool reaches its size in the first steps (a step's buffers are reused by the next one).
     assert.ok(allocated.slice(2).every((b) => b === allocated[1]), `pool bytes per step: ${allocated.join(", ")}`);
     td.dispose([run.params, run.optimizer, run.ema]);
