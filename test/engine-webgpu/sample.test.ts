@@ -184,6 +184,9 @@ describe("replayed sampling (one step captured, replayed for the rest) equals th
       const steps = got.steps.length;
       console.log(`# replayed ${what}: ${after.dispatches - before.dispatches} dispatches, ${after.bindGroupsCreated - before.bindGroupsCreated} bind groups created, ${after.submits - before.submits} submits for ${steps} steps`);
       assert.ok(after.submits - before.submits <= 2 * steps + 6, `submits: ${after.submits - before.submits} for ${steps} steps`);
+      // Nothing left pending once the sample is read and disposed (deferred ops, producers, expressions).
+      const left = after.flips.pending + after.upsamples.pending + after.slices.pending + after.producers.pending + (after.fusion?.pending ?? 0);
+      assert.equal(left, 0, "pending after sampling");
     });
   }
 
