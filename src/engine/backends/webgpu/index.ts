@@ -332,29 +332,28 @@ export class WebGpuBackend implements Backend {
   }
   copyBox(src: GpuArray, srcShape: Shape, srcBegin: readonly number[], dst: GpuArray, dstShape: Shape, dstBegin: readonly number[], size: Shape): void {
     this.ready(dst);
+    const wholeSrc = srcBegin.every((v) => v === 0) && size.every((d, i) => d === srcShape[i]);
     // All of a pending upsample into a box of an NHWC array (concat([upsample(x), skip], -1)): written in place.
-    const whole = dstShape.length === 4 && srcBegin.every((v) => v === 0) && size.every((d, i) => d === srcShape[i]);
-    const upsample = whole ? this.upsamples.fold(src) : null;
+    const upsample = wholeSrc && dstShape.length === 4 ? this.upsamples.fold(src) : null;
     if (upsample) {
       this.kernels.upsampleNearestInto(upsample.source, upsample.shape, upsample.height, upsample.width, dst, dstShape, dstBegin);
       this.recorded();
       return;
     }
     // All of a pending float32 expression into a box of rows (a concat part): evaluated in place.
-    const wholeSrc = srcBegin.every((v) => v === 0) && size.every((d, i) => d === srcShape[i]);
-    const rows = wholeSrc && this.fusion && dst.dtype === "float32" ? boxRows(dstShape, dstBegin, size) : null;
-    const program = rows && this.fusion ? this.fusion.programForCopy(src) : null;
-    if (rows && program) {
+    const dstRows = wholeSrc && dst.dtype === "float32" ? boxRows(dstShape, dstBegin, size) : null;
+    const program = dstRows && this.fusion ? this.fusion.programForCopy(src) : null;
+    if (dstRows && program) {
       for (const leaf of program.leaves) this.producers.materialize(leaf);
-      this.kernels.fusedElementwiseInto(program, src.length, dst, rows);
+      this.kernels.fusedElementwiseInto(program, src.length, dst, dstRows);
       this.recorded();
       return;
     }
     this.ready(src);
-    const run = contiguousRun(srcShape, srcBegin, size);
-    if (run && dst.length === run.length && dstBegin.every((v) => v === 0) && dst.dtype === "float32") {
-      // All of dst from one contiguous run of src (a slice): a matmul reads it in place, others copy it first.
-      this.slices.record(dst, { source: src, offset: run.offset, length: run.length });
+    // All of dst from one contiguous run of src (a slice): a matmul reads it in place, others copy it first.
+    const srcRows = dst.dtype === "float32" && dst.length > 0 && dstBegin.every((v) => v === 0) ? boxRows(srcShape, srcBegin, size) : null;
+    if (srcRows && srcRows.rows === 1 && srcRows.cols === dst.length) {
+      this.slices.record(dst, { source: src, offset: srcRows.base, length: dst.length });
       return;
     }
     this.kernels.copyBox(src, srcShape, srcBegin, dst, dstShape, dstBegin, size);
@@ -450,24 +449,18 @@ export class WebGpuBackend implements Backend {
   }
 }
 
-/** The box of `size` at `begin` in a row-major array of `shape` as one run of elements, or null if it is not one. */
-function contiguousRun(shape: Shape, begin: readonly number[], size: Shape): { offset: number; length: number } | null {
-  const strides = stridesOf(shape);
-  const length = size.reduce((p, d) => p * d, 1);
-  const c = coalesce(size, [strides]);
-  if (length === 0 || c.sizes.length > 1 || (c.sizes.length === 1 && c.strides[0]![0] !== 1)) return null;
-  return { offset: begin.reduce((acc, v, i) => acc + v * strides[i]!, 0), length };
-}
-
-/** The box of `size` at `begin` in a row-major array of `shape` as rows of contiguous columns, or null. */
-function boxRows(shape: Shape, begin: readonly number[], size: Shape): { base: number; cols: number; rowStride: number } | null {
+/**
+ * The box of `size` at `begin` in a row-major array of `shape` as `rows` runs of `cols` contiguous elements,
+ * `rowStride` apart, from element `base` (one row: a contiguous run); null if it is not that.
+ */
+function boxRows(shape: Shape, begin: readonly number[], size: Shape): { base: number; rows: number; cols: number; rowStride: number } | null {
   const strides = stridesOf(shape);
   const c = coalesce(size, [strides]);
   const base = begin.reduce((acc, v, i) => acc + v * strides[i]!, 0);
   const [s, st] = [c.sizes, c.strides[0]!];
-  if (s.length === 0) return { base, cols: 1, rowStride: 1 };
+  if (s.length === 0) return { base, rows: 1, cols: 1, rowStride: 1 };
   if (st[s.length - 1] !== 1 || s.length > 2) return null;
-  return { base, cols: s[s.length - 1]!, rowStride: s.length === 2 ? st[0]! : 0 };
+  return s.length === 2 ? { base, rows: s[0]!, cols: s[1]!, rowStride: st[0]! } : { base, rows: 1, cols: s[0]!, rowStride: 0 };
 }
 
 /** Whether storage is a GPU array (for code that must not touch it on the host). */
