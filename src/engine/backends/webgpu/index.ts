@@ -120,6 +120,13 @@ export class WebGpuBackend implements Backend {
     }
   }
 
+  /** Computes every pending array: deferred layout ops, producers, fused expressions. */
+  private materializeAllPending(): void {
+    for (const d of this.deferred) d.materializeAll();
+    this.producers.materializeAll();
+    this.fusion?.materializeAll();
+  }
+
   /** Counts a recorded call; submits when the encoder has grown long. */
   private recorded(): void {
     if (++this.callsSinceFlush >= this.autoFlushCalls) this.flush();
@@ -196,8 +203,7 @@ export class WebGpuBackend implements Backend {
 
   startRecording(): (outputs: readonly Storage[]) => Recording {
     // Pending work made before the recording is computed before it: a replay would not redo it.
-    for (const d of this.deferred) d.materializeAll();
-    this.producers.materializeAll();
+    this.materializeAllPending();
     this.flush();
     this.kernels.startRecording();
     return (outputs) => {
@@ -209,9 +215,7 @@ export class WebGpuBackend implements Backend {
         dispatches: recording.dispatches,
         replay: (writes, copies, submit = true, swapped = false) => {
           // Pending work may read the step's buffers (a slice of its last output): it runs before they change.
-          for (const d of this.deferred) d.materializeAll();
-          this.producers.materializeAll();
-          this.fusion?.materializeAll();
+          this.materializeAllPending();
           if (writes.length > 0) this.flush(); // what was recorded before the writes must see the old values
           for (const [target, values] of writes) {
             if (!isGpuArray(target) || values instanceof Float64Array) throw new Error("webgpu replay: writes go to GPU arrays, from float32 or int32 values");

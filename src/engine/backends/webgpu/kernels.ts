@@ -425,7 +425,6 @@ export class WebGpuKernels extends GpuRuntime {
    * without padding (a matmul) may start at element `kernelBase` of its buffer (a slice read in place).
    */
   conv2d(x: GpuArray, kernel: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder(), epilogue?: GemmEpilogue, kernelBase = 0): boolean {
-    if (kernelBase !== 0 && !(args.kh === 1 && args.kw === 1 && args.pad === 0)) throw new Error("webgpu conv2d: a kernel offset needs a 1x1 kernel without padding");
     return this.convolve(x, kernel, false, out, args, enc, epilogue, kernelBase);
   }
 
@@ -435,14 +434,15 @@ export class WebGpuKernels extends GpuRuntime {
    * start at element `sourceBase` of its buffer, as conv2d's kernelBase.
    */
   conv2dFlipped(x: GpuArray, source: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder(), epilogue?: GemmEpilogue, sourceBase = 0): boolean {
-    if (sourceBase !== 0 && !(args.kh === 1 && args.kw === 1 && args.pad === 0)) throw new Error("webgpu conv2dFlipped: a source offset needs a 1x1 kernel without padding");
     return this.convolve(x, source, true, out, args, enc, epilogue, sourceBase);
   }
 
   /** Returns false (nothing done) when an epilogue was asked for and cannot be had (see gemm). */
   private convolve(x: GpuArray, kernel: GpuArray, flipped: boolean, out: GpuArray, args: ConvArgs, enc: Encoder, epilogue?: GemmEpilogue, kernelBase = 0): boolean {
     const { b, h, w, c, kh, kw, o, pad, oh, ow } = args;
-    if (kh === 1 && kw === 1 && pad === 0) {
+    const matmul = kh === 1 && kw === 1 && pad === 0;
+    if (kernelBase !== 0 && !matmul) throw new Error("webgpu conv2d: a kernel offset needs a 1x1 kernel without padding");
+    if (matmul) {
       // A 1x1 flip is a transpose: the source as [o, c] is B^T.
       const product = { batch: 1, m: b * h * w, n: o, k: c, transA: false, transB: flipped, aBatchStride: 0, bBatchStride: 0 };
       return this.matmul(x, kernel, out, product, enc, epilogue, kernelBase);
