@@ -2,7 +2,7 @@
 // backward pass is itself recorded, so its results can be differentiated again.
 import { onesLike, zerosLike } from "./ops/create.ts";
 import { add } from "./ops/elementwise.ts";
-import { nextTensorId, shapeString, Tensor, tidy, withNeeded, withRecording } from "./tensor.ts";
+import { isRecording, needsGrad, nextTensorId, shapeString, Tensor, tidy, withNeeded, withRecording } from "./tensor.ts";
 import { flattenTree, mapTree, type TensorTreeOf } from "./tree.ts";
 
 export interface GradientOptions {
@@ -12,8 +12,11 @@ export interface GradientOptions {
   createGraph?: boolean;
 }
 
-/** Tensors reachable from `output` through recorded nodes, inputs before the ops that use them. */
-function topologicalOrder(output: Tensor): Tensor[] {
+/**
+ * Tensors reachable from `output` through recorded nodes, inputs before the ops that use them; the graph is
+ * not followed past the tensors in `stops`.
+ */
+function topologicalOrder(output: Tensor, stops: ReadonlySet<Tensor>): Tensor[] {
   const order: Tensor[] = [];
   const visited = new Set<Tensor>();
   const stack: [Tensor, number][] = [[output, 0]];
@@ -21,7 +24,7 @@ function topologicalOrder(output: Tensor): Tensor[] {
   while (stack.length) {
     const top = stack[stack.length - 1]!;
     const [t, next] = top;
-    const inputs = t.node?.inputs ?? [];
+    const inputs = stops.has(t) ? [] : (t.node?.inputs ?? []);
     if (next < inputs.length) {
       top[1]++;
       const input = inputs[next]!;
@@ -48,6 +51,11 @@ function topologicalOrder(output: Tensor): Tensor[] {
  * With createGraph the recorded backward graph references its intermediates, so nothing is freed.
  */
 export function gradients(output: Tensor, inputs: readonly Tensor[], options: GradientOptions = {}): Tensor[] {
+  return gradientsUpTo(output, inputs, options, new Set());
+}
+
+/** gradients(), not following the graph past the tensors in `stops` (they act as leaves). */
+function gradientsUpTo(output: Tensor, inputs: readonly Tensor[], options: GradientOptions, stops: ReadonlySet<Tensor>): Tensor[] {
   const firstOwned = nextTensorId();
   const seed = options.seed ?? onesLike(output);
   if (seed.rank !== output.rank || seed.shape.some((d, i) => d !== output.shape[i])) {
@@ -72,7 +80,7 @@ export function gradients(output: Tensor, inputs: readonly Tensor[], options: Gr
     if (previous) release(previous);
   };
   setGrad(output, seed);
-  const order = topologicalOrder(output);
+  const order = topologicalOrder(output, stops);
   // Tensors on a path to an input being differentiated (inputs come before their users in `order`).
   const needed = new Set<Tensor>();
   for (const t of order) if (wanted.has(t) || t.node?.inputs.some((x) => needed.has(x))) needed.add(t);
@@ -80,7 +88,7 @@ export function gradients(output: Tensor, inputs: readonly Tensor[], options: Gr
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i]!;
       const g = grads.get(t);
-      if (!g || !t.node || !t.node.inputs.some((x) => needed.has(x))) continue;
+      if (!g || !t.node || stops.has(t) || !t.node.inputs.some((x) => needed.has(x))) continue;
       const node = t.node;
       const inputGrads = free ? tidy(() => node.backward(g)) : node.backward(g);
       node.inputs.forEach((input, k) => {
@@ -105,6 +113,26 @@ export function gradients(output: Tensor, inputs: readonly Tensor[], options: Gr
     for (const [t, g] of grads) if (!wanted.has(t)) release(g);
   }
   return results;
+}
+
+/**
+ * For backward rules: the vector-Jacobian product of a differentiable composite `f` at `inputs` with the
+ * cotangent `seed`, as partial derivatives (the inputs are independent here even when one was computed from
+ * another, so the graph is not followed past them); null for the inputs the running backward pass does not
+ * need. Lets an op run as one kernel whose own gradient is its composite's: f is evaluated again, recorded,
+ * and its backward recorded too when the running pass is (so every order of derivative stays exact).
+ */
+export function compositeVjp(f: (...inputs: Tensor[]) => Tensor, inputs: readonly Tensor[], seed: Tensor): (Tensor | null)[] {
+  const wanted = [...new Set(inputs)].filter((t) => needsGrad(t));
+  if (wanted.length === 0) return inputs.map(() => null);
+  const createGraph = isRecording();
+  const output = withNeeded(null, () => withRecording(true, () => f(...inputs)));
+  const grads = gradientsUpTo(output, wanted, { seed, createGraph }, new Set(inputs));
+  // A tensor passed twice gets its whole gradient once (the caller sums the positions).
+  return inputs.map((t, i) => {
+    const k = wanted.indexOf(t);
+    return k < 0 || inputs.indexOf(t) !== i ? null : grads[k]!;
+  });
 }
 
 /** Marks the tensors of a tree as variables for the duration of fn. */

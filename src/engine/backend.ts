@@ -171,6 +171,12 @@ export interface Backend {
    * out = rstd * (gs - mean(gs) - xhat * (var >= 0 ? mean(gs * xhat) : 0)).
    */
   layerNormGradX(x: Storage, g: Storage, rows: number, cols: number, scale: Storage, eps: number, out: Storage): void;
+  /**
+   * The gradient in x of layerNormGradX(x, g, scale) for its cotangent h, per row (statistics of x as in
+   * layerNorm, float64 accumulation): a = g * scale, c = mean(a * xhat), d = mean(h * xhat), bars for row means,
+   * out = m rstd^2 ((3 c d - mean(h a) + h_bar a_bar) xhat - c (h - h_bar) - d (a - a_bar)), m = [var >= 0].
+   */
+  layerNormGradXGradX(x: Storage, g: Storage, h: Storage, rows: number, cols: number, scale: Storage, eps: number, out: Storage): void;
   /** Nearest-neighbour resize of NHWC x [b,h,w,c] to [b,height,width,c]: src = floor((i + 0.5) * h / height). */
   upsampleNearest(x: Storage, shape: Shape, height: number, width: number, out: Storage): void;
   /** Its adjoint: each input pixel sums its output block, in row-major order of the output. */

@@ -152,7 +152,7 @@ test("gelu, geluD1, geluD2: dense sweeps within 2 ulp (double precision in both,
   }
 });
 
-test("layerNorm and layerNormGradX: rows of any width, 1 and 2 threads, against the reference (double-precision sums, rounded once)", async () => {
+test("layerNorm, layerNormGradX and layerNormGradXGradX: rows of any width, 1 and 2 threads, against the reference (double-precision sums, rounded once)", async () => {
   for (const threads of [1, 2]) {
     const w = await wasmBackend(threads, { parallelMinElements: 1 });
     const rand = rng(70 + threads);
@@ -186,7 +186,13 @@ test("layerNorm and layerNormGradX: rows of any width, 1 and 2 threads, against 
         w.layerNormGradX(x, g, rows, cols, scale, eps, out);
         cpu.layerNormGradX(x, g, rows, cols, scale, eps, ref);
         check("layerNormGradX");
-        for (const t of [x, scale, bias, out, g]) w.release(t);
+        const h = w.alloc("float32", x.length);
+        h.set(values(h.length, rand, false));
+        out.fill(12345);
+        w.layerNormGradXGradX(x, g, h, rows, cols, scale, eps, out);
+        cpu.layerNormGradXGradX(x, g, h, rows, cols, scale, eps, ref);
+        check("layerNormGradXGradX");
+        for (const t of [x, scale, bias, out, g, h]) w.release(t);
       }
     }
   }

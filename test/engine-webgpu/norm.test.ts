@@ -1,9 +1,11 @@
-// WebGpuKernels.layerNorm and layerNormGradX against the reference (which accumulates row statistics in
+// WebGpuKernels.layerNorm, layerNormGradX and layerNormGradXGradX against the reference (which accumulates row statistics in
 // float64): channel counts below, at and above the 64-wide workgroup, 1 to 64 lanes per row, rows with a large mean next to a small
 // spread (the case E[x^2] - E[x]^2 would lose in float32), the U-Net's shapes.
 // Tolerances, with c = 1 + |mean| / std per row (x - mean in float32 carries an error of eps |mean|, which
 // normalization scales by 1 / std): layerNorm |err| <= 32 eps * (|xhat scale| + |bias| + c |scale|) + 32 eps;
-// layerNormGradX |err| <= 64 eps * c * the row's largest |output| (a sum of three terms of that size).
+// layerNormGradX |err| <= 64 eps * c * the row's largest |output| (a sum of three terms of that size);
+// layerNormGradXGradX |err| <= 64 eps * c^2 * the row's largest sum of its three terms' magnitudes (rstd^2
+// carries twice rstd's error; the terms can cancel).
 import { test } from "node:test";
 import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
 import { assertClose, kernels, poisoned, randomF32, rng } from "./helpers.ts";
@@ -59,6 +61,50 @@ test("layerNorm and its input gradient against the reference", async () => {
       rowMax.fill(m * cond[r]!, r * cols, (r + 1) * cols);
     }
     assertClose(await k.download(dx), dref, 64 * EPS, rowMax, `layerNormGradX ${rows}x${cols} offset ${offset}`, 1e-30);
-    for (const t of [gx, gg, gs, gb, out, dx]) k.release(t);
+
+    const h = randomF32(n, rand);
+    const gh = k.upload(h);
+    const ddx = poisoned(k, "float32", n);
+    k.layerNormGradXGradX(gx, gg, gh, rows, cols, gs, eps, ddx);
+    const ddref = new Float32Array(n);
+    cpu.layerNormGradXGradX(x, g, h, rows, cols, scale, eps, ddref);
+    const termMax = secondDerivativeTerms(x, g, h, scale, rows, cols, eps);
+    for (let r = 0; r < rows; r++) termMax.fill(termMax[r * cols]! * cond[r]! ** 2, r * cols, (r + 1) * cols);
+    assertClose(await k.download(ddx), ddref, 64 * EPS, termMax, `layerNormGradXGradX ${rows}x${cols} offset ${offset}`, 1e-30);
+    for (const t of [gx, gg, gs, gb, out, dx, gh, ddx]) k.release(t);
   }
 });
+
+/**
+ * Per row (every element of it holds the value), in float64: the largest |k1 xhat| + |k c (h - h_bar)| +
+ * |k d (a - a_bar)| of layerNormGradXGradX's three terms (see Backend.layerNormGradXGradX).
+ */
+function secondDerivativeTerms(x: Float32Array, g: Float32Array, h: Float32Array, scale: Float32Array, rows: number, cols: number, eps: number): Float64Array {
+  const out = new Float64Array(rows * cols);
+  for (let r = 0; r < rows; r++) {
+    const row = (arr: Float32Array, i: number) => arr[r * cols + i]!;
+    let mean = 0;
+    for (let i = 0; i < cols; i++) mean += row(x, i) / cols;
+    let variance = 0;
+    for (let i = 0; i < cols; i++) variance += (row(x, i) - mean) ** 2 / cols;
+    const rstd = 1 / Math.sqrt(variance + eps);
+    const xhat = (i: number) => (row(x, i) - mean) * rstd;
+    const a = (i: number) => row(g, i) * scale[i]!;
+    let hBar = 0, aBar = 0, c = 0, d = 0, e = 0;
+    for (let i = 0; i < cols; i++) {
+      hBar += row(h, i) / cols;
+      aBar += a(i) / cols;
+      c += (a(i) * xhat(i)) / cols;
+      d += (row(h, i) * xhat(i)) / cols;
+      e += (row(h, i) * a(i)) / cols;
+    }
+    const k = rstd * rstd;
+    const k1 = k * (Math.abs(3 * c * d) + Math.abs(e) + Math.abs(hBar * aBar));
+    let m = 0;
+    for (let i = 0; i < cols; i++) {
+      m = Math.max(m, Math.abs(k1 * xhat(i)) + Math.abs(k * c * (row(h, i) - hBar)) + Math.abs(k * d * (a(i) - aBar)));
+    }
+    out.fill(m, r * cols, (r + 1) * cols);
+  }
+  return out;
+}

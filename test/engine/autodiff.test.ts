@@ -4,6 +4,8 @@ import { describe, test } from "node:test";
 import assert from "node:assert/strict";
 import * as td from "../../src/engine/index.ts";
 import { assertClose, gradcheck, randn } from "./gradcheck.ts";
+import { compositeVjp } from "../../src/engine/autodiff.ts";
+import { record } from "../../src/engine/tensor.ts";
 
 const f64 = (values: number[], shape = [values.length]): td.Tensor => td.tensor(values, shape, "float64");
 
@@ -211,6 +213,55 @@ describe("valueAndGrad / grad / gradOfInput / noGrad", () => {
       const g = td.noGrad(() => td.gradOfInput((t) => td.sum(td.square(t)), f64([3])));
       assert.deepEqual(g.toArray(), [6]);
       x.requiresGrad = false;
+    });
+  });
+});
+
+describe("compositeVjp (an op's gradient taken from its composite)", () => {
+  /** x * y computed unrecorded, as a kernel would, with compositeVjp of mul as its backward rule. */
+  const kernelMul = (x: td.Tensor, y: td.Tensor): td.Tensor => {
+    const out = td.noGrad(() => td.mul(x, y));
+    return record(out, "kernelMul", [x, y], (g) => compositeVjp((a, b) => td.mul(a!, b!), [x, y], g));
+  };
+
+  test("partial derivatives: an input computed from another is not differentiated through", () => {
+    td.tidy(() => {
+      const x = f64([3, -1]);
+      x.requiresGrad = true;
+      // f = x * (2x) = 2x^2: df/dx = 4x, which needs the partials y and x (followed past y, x's would be y + 2x).
+      const f = td.sum(kernelMul(x, td.mul(2, x)));
+      const [g] = td.gradients(f, [x], { createGraph: true });
+      assert.deepEqual(g!.toArray(), [12, -4]);
+      // Recorded: the second derivative, 4, through the composite's recorded backward.
+      assert.deepEqual(td.gradients(td.sum(g!), [x])[0]!.toArray(), [4, 4]);
+      x.requiresGrad = false;
+    });
+  });
+
+  test("the same tensor at two positions gets its gradient once per use", () => {
+    td.tidy(() => {
+      const x = f64([3, -1]);
+      x.requiresGrad = true;
+      assert.deepEqual(td.gradients(td.sum(kernelMul(x, x)), [x])[0]!.toArray(), [6, -2]); // d x^2 / dx
+      x.requiresGrad = false;
+    });
+  });
+
+  test("an input the pass does not need gets null", () => {
+    td.tidy(() => {
+      const x = f64([3, -1]);
+      const y = f64([2, 5]);
+      x.requiresGrad = true;
+      y.requiresGrad = true;
+      let returned: (td.Tensor | null)[] = [];
+      const out = td.noGrad(() => td.mul(x, y));
+      const op = record(out, "kernelMul", [x, y], (s) => (returned = compositeVjp((a, b) => td.mul(a!, b!), [x, y], s)));
+      // Only x's gradient is asked for: y's partial is not computed.
+      assert.deepEqual(td.gradients(td.sum(op), [x])[0]!.toArray(), [2, 5]);
+      assert.deepEqual(returned[0]!.toArray(), [2, 5]);
+      assert.equal(returned[1], null);
+      x.requiresGrad = false;
+      y.requiresGrad = false;
     });
   });
 });

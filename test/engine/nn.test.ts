@@ -6,6 +6,7 @@ import * as td from "../../src/engine/index.ts";
 import type { Tensor } from "../../src/engine/index.ts";
 import { assertClose, assertTensor, distinct, gradcheck, randn } from "./gradcheck.ts";
 import { mapRows, refGelu, refMaxPool, refUpsample } from "./reference.ts";
+import { layerNormGradXGradXComposite } from "../../src/engine/ops/nn.ts";
 
 describe("gelu", () => {
   test("matches 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), not the erf form", () => {
@@ -84,6 +85,28 @@ describe("layerNorm", () => {
     const inputGrad = (x: Tensor, s: Tensor, b: Tensor): Tensor =>
       td.gradOfInput((t) => td.sum(td.mul(td.layerNorm(t, s, b), u)), x, { createGraph: true });
     gradcheck(inputGrad, [randn(177, [2, 5], 1.5, 0.3), randn(178, [5], 0.5, 1), randn(179, [5])], { name: "layerNorm input gradient" });
+  });
+
+  test("the second-derivative kernel (layerNormGradXGradX) is its composite formula, a clamped row included", () => {
+    td.tidy(() => {
+      // Rows of 1, 5 and 64 channels; in the 5-channel case the last row is constant at 100000.1, whose fast
+      // variance rounds to -3.8e-6 and is clamped: no gradient flows through it (both give 0 there).
+      for (const c of [1, 5, 64]) {
+        const rows = 4;
+        const x = randn(190 + c, [rows, c], 1.5, 0.3);
+        if (c === 5) x.data.fill(100000.1, (rows - 1) * c);
+        const [g, h, scale] = [randn(191 + c, [rows, c]), randn(192 + c, [rows, c]), randn(193 + c, [c], 0.5, 1)];
+        for (const eps of [1e-6, 0.5]) {
+          const out = new Float64Array(rows * c);
+          td.getBackend().layerNormGradXGradX(x.data, g.data, h.data, rows, c, scale.data, eps, out);
+          const composite = layerNormGradXGradXComposite(x, g, scale, h, eps).data;
+          // rtol 1e-12, atol 1e-12 * the row's scale (rstd^2 |h| |a| ~ 10): the same float64 formula, sums in
+          // another order and products grouped differently.
+          assertClose(out, composite, 1e-12, 1e-11, `layerNormGradXGradX ${rows}x${c} eps ${eps}`);
+          if (c === 5) assert.deepEqual(Array.from(out.subarray((rows - 1) * c)), [0, 0, 0, 0, 0], "the clamped row");
+        }
+      }
+    });
   });
 
   test("eps is 1e-6 by default: a row with variance 1e-6 is scaled by 1/sqrt(2e-6)", () => {

@@ -9,6 +9,7 @@ import { max, mean, sum, sumTo } from "./reduce.ts";
 import { onesLike, zerosLike } from "./create.ts";
 import { matmul } from "./linalg.ts";
 import { scatterAddFlat } from "./shape.ts";
+import { compositeVjp } from "../autodiff.ts";
 
 const GELU_C = Math.sqrt(2 / Math.PI);
 const GELU_A = 0.044715;
@@ -94,9 +95,7 @@ function layerNormStats(x: Tensor, eps: number): { xhat: Tensor; rstd: Tensor; m
  *   P(x, g, scale) = rstd (gs - mean(gs) - m xhat mean(gs xhat)),  m = [var >= 0]
  * (the derivative of the composite formula: the max(0, .) clamp's gradient goes to var on ties, as maximum's).
  * P is linear in gs through a symmetric matrix, so its gradient for a cotangent h is P(x, h, 1) in gs; in x
- * (with a = gs, c = mean(a xhat), d = mean(h xhat), bars for row means)
- *   dP/dx^T h = m rstd^2 ((3 c d - mean(h a) + h_bar a_bar) xhat - c (h - h_bar) - d (a - a_bar)),
- * composed from differentiable ops (third derivatives work).
+ * it is layerNormGradXGradX (a kernel too).
  */
 function layerNormGradX(x: Tensor, g: Tensor, scale: Tensor, eps: number): Tensor {
   const c = x.shape[x.rank - 1]!;
@@ -105,19 +104,40 @@ function layerNormGradX(x: Tensor, g: Tensor, scale: Tensor, eps: number): Tenso
   return record(out, "layerNormGradX", [x, g, scale], (h) => {
     let ga: Tensor | null = null;
     if (needsGrad(g) || needsGrad(scale)) ga = layerNormGradX(x, h, onesLike(scale), eps);
-    let gx: Tensor | null = null;
-    if (needsGrad(x)) {
-      const axis = x.rank - 1;
-      const { xhat, rstd, mask } = layerNormStats(x, eps);
-      const a = mul(g, scale);
-      const hBar = mean(h, axis, true), aBar = mean(a, axis, true);
-      const cm = mean(mul(a, xhat), axis, true), dm = mean(mul(h, xhat), axis, true);
-      const k = mul(mask, square(rstd));
-      const k1 = mul(k, add(sub(mul(3, mul(cm, dm)), mean(mul(h, a), axis, true)), mul(hBar, aBar)));
-      gx = sub(sub(mul(k1, xhat), mul(mul(k, cm), sub(h, hBar))), mul(mul(k, dm), sub(a, aBar)));
-    }
-    return [gx, needsGrad(g) ? mul(ga!, scale) : null, needsGrad(scale) ? sumTo(mul(ga!, g), scale.shape) : null];
+    return [
+      needsGrad(x) ? layerNormGradXGradX(x, g, scale, h, eps) : null,
+      needsGrad(g) ? mul(ga!, scale) : null,
+      needsGrad(scale) ? sumTo(mul(ga!, g), scale.shape) : null,
+    ];
   });
+}
+
+/**
+ * dP/dx^T h, P = layerNormGradX(x, g, scale): one kernel (Backend.layerNormGradXGradX) where the composite
+ * below is seven row means and a dozen elementwise ops; its own gradient is the composite's (third order).
+ */
+function layerNormGradXGradX(x: Tensor, g: Tensor, scale: Tensor, h: Tensor, eps: number): Tensor {
+  const c = x.shape[x.rank - 1]!;
+  const out = emptyTensor(x.shape, x.dtype, "layerNormGradXGradX");
+  getBackend().layerNormGradXGradX(x.storage, g.storage, h.storage, x.size / Math.max(c, 1), c, scale.storage, eps, out.storage);
+  return record(out, "layerNormGradXGradX", [x, g, scale, h], (k) =>
+    compositeVjp((x, g, scale, h) => layerNormGradXGradXComposite(x!, g!, scale!, h!, eps), [x, g, scale, h], k));
+}
+
+/**
+ * layerNormGradXGradX from differentiable ops: with a = g scale, c = mean(a xhat), d = mean(h xhat) and bars
+ * for row means,
+ *   dP/dx^T h = m rstd^2 ((3 c d - mean(h a) + h_bar a_bar) xhat - c (h - h_bar) - d (a - a_bar)).
+ */
+export function layerNormGradXGradXComposite(x: Tensor, g: Tensor, scale: Tensor, h: Tensor, eps: number): Tensor {
+  const axis = x.rank - 1;
+  const { xhat, rstd, mask } = layerNormStats(x, eps);
+  const a = mul(g, scale);
+  const hBar = mean(h, axis, true), aBar = mean(a, axis, true);
+  const cm = mean(mul(a, xhat), axis, true), dm = mean(mul(h, xhat), axis, true);
+  const k = mul(mask, square(rstd));
+  const k1 = mul(k, add(sub(mul(3, mul(cm, dm)), mean(mul(h, a), axis, true)), mul(hBar, aBar)));
+  return sub(sub(mul(k1, xhat), mul(mul(k, cm), sub(h, hBar))), mul(mul(k, dm), sub(a, aBar)));
 }
 
 /** Softmax over an axis, shifted by the (constant) max for stability. */

@@ -281,3 +281,33 @@ export function layerNormGradX(x: TypedArray, g: TypedArray, rows: number, cols:
     }
   }
 }
+
+/** The x-gradient of layerNormGradX for the cotangent h (see Backend.layerNormGradXGradX), in float64. */
+export function layerNormGradXGradX(x: TypedArray, g: TypedArray, h: TypedArray, rows: number, cols: number, scale: TypedArray, eps: number, out: TypedArray): void {
+  const stats = new Float64Array(3);
+  for (let r = 0; r < rows; r++) {
+    const base = r * cols;
+    rowStats(x, base, cols, eps, stats);
+    const mu = stats[0]!, rstd = stats[1]!;
+    if (!stats[2]) {
+      out.fill(0, base, base + cols); // the clamped variance passes no gradient
+      continue;
+    }
+    let sh = 0, sa = 0, sax = 0, shx = 0, sha = 0;
+    for (let i = 0; i < cols; i++) {
+      const xhat = (x[base + i]! - mu) * rstd, a = g[base + i]! * scale[i]!, hv = h[base + i]!;
+      sh += hv;
+      sa += a;
+      sax += a * xhat;
+      shx += hv * xhat;
+      sha += hv * a;
+    }
+    const hBar = sh / cols, aBar = sa / cols, c = sax / cols, d = shx / cols;
+    const k = rstd * rstd;
+    const k1 = k * (3 * c * d - sha / cols + hBar * aBar);
+    for (let i = 0; i < cols; i++) {
+      const xhat = (x[base + i]! - mu) * rstd, a = g[base + i]! * scale[i]!;
+      out[base + i] = k1 * xhat - k * c * (h[base + i]! - hBar) - k * d * (a - aBar);
+    }
+  }
+}

@@ -1,6 +1,6 @@
 // The reference backend: plain TypeScript over typed arrays. Every faster backend is tested against it.
 import type { AdamWArgs, Backend, BinaryOp, ConvArgs, DType, MatmulArgs, ReduceOp, Shape, TypedArray, UnaryOp } from "../../backend.ts";
-import { binary, cumulative, layerNorm, layerNormGradX, reduce, select, unary } from "./elementwise.ts";
+import { binary, cumulative, layerNorm, layerNormGradX, layerNormGradXGradX, reduce, select, unary } from "./elementwise.ts";
 import { conv2d, conv2dKernelGrad, matmul } from "./matmul.ts";
 import { adamw } from "./optim.ts";
 import { normalArray } from "../../threefry.ts";
@@ -79,6 +79,9 @@ export class CpuBackend implements Backend {
   }
   layerNormGradX(x: TypedArray, g: TypedArray, rows: number, cols: number, scale: TypedArray, eps: number, out: TypedArray): void {
     layerNormGradX(x, g, rows, cols, scale, eps, out);
+  }
+  layerNormGradXGradX(x: TypedArray, g: TypedArray, h: TypedArray, rows: number, cols: number, scale: TypedArray, eps: number, out: TypedArray): void {
+    layerNormGradXGradX(x, g, h, rows, cols, scale, eps, out);
   }
   upsampleNearest(x: TypedArray, shape: Shape, height: number, width: number, out: TypedArray): void {
     this.gather(x, upsampleIndex(shape, height, width), out);

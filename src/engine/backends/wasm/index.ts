@@ -39,11 +39,12 @@ const KIND_UNARY = 3;
 const KIND_LAYERNORM = 4;
 const KIND_LAYERNORM_GRAD = 5;
 const KIND_ADAMW = 6;
+const KIND_LAYERNORM_GRAD_GRAD = 7;
 /** Fused AdamW job fields: must match assembly/optim.ts (float32 constants from word CONST; TOTAL and CHUNK
  * where launchElementwise writes them). */
 const ADAM = { P: 2, G: 3, M: 4, V: 5, OUT_P: 6, OUT_M: 7, OUT_V: 8, FLAGS: 9, CONST: 13 } as const;
 /** Layer-norm job fields (eps: a float64 at byte 40): must match assembly/elementwise.ts. */
-const LN = { X: 2, SCALE: 3, BIAS: 4, OUT: 5, ROWS: 6, COLS: 7, CHUNK: 8, G: 9, EPS_F64: 5 } as const;
+const LN = { X: 2, SCALE: 3, BIAS: 4, OUT: 5, ROWS: 6, COLS: 7, CHUNK: 8, G: 9, EPS_F64: 5, H: 12 } as const;
 /** Elementwise job fields: must match assembly/elementwise.ts. */
 const E = { OP: 2, A: 3, B: 4, O: 5, INNER: 6, AOS: 7, AIS: 8, BOS: 9, BIS: 10, TOTAL: 11, CHUNK: 12 } as const;
 /** Op codes of the generated loops (scripts/build-wasm.mjs); ops missing here use the reference kernels. */
@@ -439,6 +440,15 @@ export class WasmBackend extends CpuBackend {
     if (threads === 1) return this.exports.layerNormGradRows(x.byteOffset, g.byteOffset, 0, rows, cols, scale.byteOffset, eps, out.byteOffset);
     this.job[LN.G] = g.byteOffset;
     this.launchLayerNorm(KIND_LAYERNORM_GRAD, threads, x, scale, rows, cols, eps, out);
+  }
+
+  override layerNormGradXGradX(x: TypedArray, g: TypedArray, h: TypedArray, rows: number, cols: number, scale: TypedArray, eps: number, out: TypedArray): void {
+    if (!this.inHeap(x, g, h, scale, out) || rows === 0 || cols === 0) return super.layerNormGradXGradX(x, g, h, rows, cols, scale, eps, out);
+    const threads = this.layerNormThreads(3 * rows * cols);
+    if (threads === 1) return this.exports.layerNormGradGradRows(x.byteOffset, g.byteOffset, h.byteOffset, 0, rows, cols, scale.byteOffset, eps, out.byteOffset);
+    this.job[LN.G] = g.byteOffset;
+    this.job[LN.H] = h.byteOffset;
+    this.launchLayerNorm(KIND_LAYERNORM_GRAD_GRAD, threads, x, scale, rows, cols, eps, out);
   }
 
   /** Layer norms are memory bound like binary ops, but read their input two or three times. */

@@ -11,6 +11,7 @@ export interface KernelExports {
   initConstants(at: number): void;
   layerNormRows(x: number, r0: number, r1: number, cols: number, scale: number, bias: number, eps: number, out: number): void;
   layerNormGradRows(x: number, g: number, r0: number, r1: number, cols: number, scale: number, eps: number, out: number): void;
+  layerNormGradGradRows(x: number, g: number, h: number, r0: number, r1: number, cols: number, scale: number, eps: number, out: number): void;
   reduceRows(op: number, x: number, r0: number, r1: number, cols: number, out: number): void;
   reduceCols(op: number, x: number, rows: number, cols: number, out: number, acc: number): void;
   reduceColsAcc(op: number, x: number, r0: number, r1: number, cols: number, acc: number, init: number): void;

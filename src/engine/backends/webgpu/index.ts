@@ -418,6 +418,11 @@ export class WebGpuBackend implements Backend {
     this.kernels.layerNormGradX(x, g, rows, cols, scale, eps, out);
     this.recorded();
   }
+  layerNormGradXGradX(x: GpuArray, g: GpuArray, h: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray): void {
+    this.ready(x, g, h, scale, out);
+    this.kernels.layerNormGradXGradX(x, g, h, rows, cols, scale, eps, out);
+    this.recorded();
+  }
   upsampleNearest(x: GpuArray, shape: Shape, height: number, width: number, out: GpuArray): void {
     this.ready(x, out);
     this.upsamples.record(out, { source: x, shape, height, width }); // run only if something other than a copy into a box reads it

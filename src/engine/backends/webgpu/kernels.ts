@@ -10,7 +10,7 @@ import { f32Bits } from "./shaders/common.ts";
 import { binarySource, selectSource, unarySource } from "./shaders/elementwise.ts";
 import { GEMM_EPILOGUE_PARAM_BASE, SMALL_TILING, type GemmRows, type GemmTiling, conv2dKernelGradSource, conv2dSource, gemmWithEpilogue, matmulSource, splitKSumWithEpilogue, tileSize } from "./shaders/gemm.ts";
 import { COPY_BOX, FILL, FLIP_KERNEL, GATHER, MAX_POOL_2X2, PAD_INTO, TRANSPOSE, UPSAMPLE_NEAREST, UPSAMPLE_NEAREST_GRAD, castSource } from "./shaders/layout.ts";
-import { layerNormGradXSource, layerNormLanes, layerNormSource, layerNormWorkgroups } from "./shaders/norm.ts";
+import { layerNormGradXGradXSource, layerNormGradXSource, layerNormLanes, layerNormSource, layerNormWorkgroups } from "./shaders/norm.ts";
 import { ADAMW_DIRECTION, ADAMW_M, ADAMW_P, ADAMW_V, adamwSource, sumSquaresSource } from "./shaders/optim.ts";
 import { REDUCE_PARAM_BASE, cumulativeSource, reduceSource } from "./shaders/reduce.ts";
 import { checkRank, coalesce, padTo, product } from "./shapes.ts";
@@ -253,6 +253,14 @@ export class WebGpuKernels extends GpuRuntime {
     const lanes = layerNormLanes(cols);
     this.run(enc, `layerNormGradX:${lanes}`, () => layerNormGradXSource(lanes), "main", [rows, cols, f32Bits(eps)], [x.buffer, g.buffer, scale.buffer, out.buffer],
       this.groups(layerNormWorkgroups(rows, lanes)));
+  }
+
+  /** The x-gradient of layerNormGradX for its cotangent h (Backend.layerNormGradXGradX). */
+  layerNormGradXGradX(x: GpuArray, g: GpuArray, h: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray, enc: Encoder = this.encoder()): void {
+    if (rows * cols === 0) return;
+    const lanes = layerNormLanes(cols);
+    this.run(enc, `layerNormGradXGradX:${lanes}`, () => layerNormGradXGradXSource(lanes), "main", [rows, cols, f32Bits(eps)],
+      [x.buffer, g.buffer, h.buffer, scale.buffer, out.buffer], this.groups(layerNormWorkgroups(rows, lanes)));
   }
 
   // ---- products -----------------------------------------------------------------------------------

@@ -478,3 +478,58 @@ export function layerNormGradJob(job: usize): void {
       load<f64>(job + L_EPS_BYTE), <usize>fld(job, L_OUT));
   }
 }
+
+const L_H = 12;
+
+/**
+ * The x-gradient of layerNormGradX for the cotangent h, rows [r0, r1) (see Backend.layerNormGradXGradX):
+ * statistics of x as in layerNormRows, the five row sums and the result in double precision, rounded once.
+ * Scalar: it runs once per layer norm of a gradient-penalty step, on rows of a few channels.
+ */
+export function layerNormGradGradRows(x: usize, g: usize, h: usize, r0: i32, r1: i32, cols: i32, scale: usize, eps: f64, out: usize): void {
+  const n = <f64>cols;
+  for (let r = r0; r < r1; r++) {
+    const rowOff = (<usize>r * <usize>cols) << 2;
+    const p = x + rowOff, q = g + rowOff, u = h + rowOff, o = out + rowOff;
+    rowMoments(p, cols);
+    const mu = rowMean;
+    const variance = rowVariance;
+    if (!(variance >= 0)) {
+      memory.fill(o, 0, <usize>cols << 2); // the clamped variance passes no gradient
+      continue;
+    }
+    const rstd = 1 / Math.sqrt(variance + eps);
+    let sh = 0.0, sa = 0.0, sax = 0.0, shx = 0.0, sha = 0.0;
+    for (let c = 0; c < cols; c++) {
+      const off = <usize>c << 2;
+      const xhat = (<f64>load<f32>(p + off) - mu) * rstd;
+      const a = <f64>load<f32>(q + off) * <f64>load<f32>(scale + off);
+      const hv = <f64>load<f32>(u + off);
+      sh += hv;
+      sa += a;
+      sax += a * xhat;
+      shx += hv * xhat;
+      sha += hv * a;
+    }
+    const hBar = sh / n, aBar = sa / n, cm = sax / n, dm = shx / n;
+    const k = rstd * rstd;
+    const k1 = k * (3 * cm * dm - sha / n + hBar * aBar);
+    for (let c = 0; c < cols; c++) {
+      const off = <usize>c << 2;
+      const xhat = (<f64>load<f32>(p + off) - mu) * rstd;
+      const a = <f64>load<f32>(q + off) * <f64>load<f32>(scale + off);
+      store<f32>(o + off, <f32>(k1 * xhat - k * cm * (<f64>load<f32>(u + off) - hBar) - k * dm * (a - aBar)));
+    }
+  }
+}
+
+export function layerNormGradGradJob(job: usize): void {
+  const rows = fld(job, L_ROWS), chunk = fld(job, L_CHUNK);
+  while (true) {
+    const c = atomic.add<i32>(job + (<usize>J_COUNTER << 2), 1);
+    const r0 = c * chunk;
+    if (r0 >= rows) break;
+    layerNormGradGradRows(<usize>fld(job, L_X), <usize>fld(job, L_G), <usize>fld(job, L_H), r0, min(rows, r0 + chunk), fld(job, L_COLS),
+      <usize>fld(job, L_SCALE), load<f64>(job + L_EPS_BYTE), <usize>fld(job, L_OUT));
+  }
+}

@@ -3,11 +3,11 @@
 // nothing here allocates: every buffer is passed in by the JavaScript side. `run` executes a job block on
 // one thread; threads share the job's work through its atomic task counter.
 import { gemmRun, J_KIND } from "./gemm";
-import { binaryJob, layerNormGradJob, layerNormJob, unaryJob } from "./elementwise";
+import { binaryJob, layerNormGradGradJob, layerNormGradJob, layerNormJob, unaryJob } from "./elementwise";
 import { adamwJob } from "./optim";
 export { gemmRun, sumPartials } from "./gemm";
 export { initConstants, CONSTANTS_BYTES } from "./math";
-export { binaryRange, unaryRange, layerNormRows, layerNormGradRows, reduceRows, reduceCols, reduceColsAcc, reduceColsFinish, gather32, scatterAdd32, transpose3, copy3d, maxPool2x2 } from "./elementwise";
+export { binaryRange, unaryRange, layerNormRows, layerNormGradRows, layerNormGradGradRows, reduceRows, reduceCols, reduceColsAcc, reduceColsFinish, gather32, scatterAdd32, transpose3, copy3d, maxPool2x2 } from "./elementwise";
 
 const KIND_GEMM = 1;
 const KIND_BINARY = 2;
@@ -15,6 +15,7 @@ const KIND_UNARY = 3;
 const KIND_LAYERNORM = 4;
 const KIND_LAYERNORM_GRAD = 5;
 const KIND_ADAMW = 6;
+const KIND_LAYERNORM_GRAD_GRAD = 7;
 
 export function run(job: usize, tid: i32): void {
   const kind = load<i32>(job + (<usize>J_KIND << 2));
@@ -24,4 +25,5 @@ export function run(job: usize, tid: i32): void {
   else if (kind == KIND_LAYERNORM) layerNormJob(job);
   else if (kind == KIND_LAYERNORM_GRAD) layerNormGradJob(job);
   else if (kind == KIND_ADAMW) adamwJob(job);
+  else if (kind == KIND_LAYERNORM_GRAD_GRAD) layerNormGradGradJob(job);
 }

@@ -1,4 +1,4 @@
-// WGSL of layer normalization over the last axis (Backend.layerNorm / layerNormGradX). A 64-invocation
+// WGSL of layer normalization over the last axis (Backend.layerNorm / layerNormGradX / layerNormGradXGradX). A 64-invocation
 // workgroup takes 64 / L rows, L invocations ("lanes") per row, neighbouring lanes on neighbouring columns;
 // L (a power of two, baked into the source) is about cols / 4, so narrow rows (the U-Net's 16 or 64
 // channels) do not leave most of a workgroup idle and their sums take log2(L) barrier rounds, not six.
@@ -131,6 +131,59 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   for (var i = lane; i < end; i += ${lanes}u) {
     let gs = G[base + i] * Scale[i];
     Out[base + i] = rstd * (gs - m.x - (X[base + i] - mean) * rstd * m.y);
+  }
+}
+`;
+}
+
+/**
+ * The x-gradient of the input gradient for its cotangent h: a = g * scale, c = mean(a xhat), d = mean(h xhat),
+ * out = rstd^2 ((3 c d - mean(h a) + h_bar a_bar) xhat - c (h - h_bar) - d (a - a_bar)) (the two-pass variance
+ * is never clamped). P(0) = rows, P(1) = cols, Pf(2) = eps; `lanes` as layerNormSource.
+ */
+export function layerNormGradXGradXSource(lanes: number): string {
+  return /* wgsl */ `${COMMON}
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> G: array<f32>;
+@group(0) @binding(3) var<storage, read> H: array<f32>;
+@group(0) @binding(4) var<storage, read> Scale: array<f32>;
+@group(0) @binding(5) var<storage, read_write> Out: array<f32>;
+
+var<workgroup> partial1: array<f32, 64>;
+var<workgroup> partial4: array<vec4<f32>, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) t: u32) {
+  ${header(lanes)}
+  ${rowStats(lanes)}
+  // Sums of h, a, a xhat, h xhat (together), then of h a.
+  var sums = vec4<f32>(0.0);
+  var sha = 0.0;
+  for (var i = lane; i < end; i += ${lanes}u) {
+    let a = G[base + i] * Scale[i];
+    let h = H[base + i];
+    let xhat = (X[base + i] - mean) * rstd;
+    sums += vec4<f32>(h, a, a * xhat, h * xhat);
+    sha += h * a;
+  }
+  workgroupBarrier(); // every lane has read partial1[row0] (rstd) before it is overwritten
+  partial4[t] = sums;
+  partial1[t] = sha;
+  workgroupBarrier();
+  for (var s = ${lanes >> 1}u; s > 0u; s >>= 1u) {
+    if (lane < s) {
+      partial4[t] += partial4[t + s];
+      partial1[t] += partial1[t + s];
+    }
+    workgroupBarrier();
+  }
+  let m = partial4[row0] / f32(cols); // h_bar, a_bar, c, d
+  let k = rstd * rstd;
+  let k1 = k * (3.0 * m.z * m.w - partial1[row0] / f32(cols) + m.x * m.y);
+  for (var i = lane; i < end; i += ${lanes}u) {
+    let a = G[base + i] * Scale[i];
+    let xhat = (X[base + i] - mean) * rstd;
+    Out[base + i] = k1 * xhat - k * m.z * (H[base + i] - m.x) - k * m.w * (a - m.y);
   }
 }
 `;
