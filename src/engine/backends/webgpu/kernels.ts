@@ -200,7 +200,9 @@ export class WebGpuKernels extends GpuRuntime {
       this.run(enc, key, source, "rows", [...base, 0, 1, ...extra], [...inputs, out.buffer], this.grid(outputs));
       return;
     }
-    const chunks = Math.min(this.maxGroups, Math.ceil(R / 4096));
+    // Up to 16,384 values per output (64 loads per invocation) one dispatch: a second one, to sum the chunks,
+    // costs a GPU more than idle lanes do (the U-Net's per-channel sums over 172 x 8 x 8 are 11,008).
+    const chunks = R <= 16384 ? 1 : Math.min(this.maxGroups, Math.ceil(R / 4096));
     const chunkLen = Math.ceil(R / chunks);
     if (chunks === 1) {
       this.run(enc, key, source, "tree", [...base, chunkLen, 1, ...extra], [...inputs, out.buffer], [outputs, 1, 1]);
