@@ -1,5 +1,5 @@
 // Pending producers (src/engine/backends/webgpu/producers.ts): a fused expression of a layer norm's, a
-// matmul's or a convolution's output runs in that kernel (an epilogue: gelu(layerNorm(h)) and conv + bias are
+// matmul's, a convolution's or a convolution kernel gradient's output runs in that kernel (an epilogue: gelu(layerNorm(h)) and conv + bias are
 // one dispatch each); any other reader computes the producer alone first, and so does a split-K product.
 // Reference: the CPU backend, which runs every op on its own.
 import { test, after } from "node:test";
@@ -137,4 +137,21 @@ test("split along K: the sum of the partial products carries the epilogue; past 
   const long = (): td.Tensor[] => [td.add(td.matmul(td.tensor(randomValues(3 * 640, 10), [3, 640]), td.tensor(randomValues(640 * 5, 11), [640, 5])), 1)];
   const t = await check("40 splits", long, await splittingBackend());
   assert.equal(t.withEpilogue, 0);
+});
+
+test("a convolution kernel gradient's expression (a weight's two gradients summed) runs as its epilogue, split or not", async () => {
+  const G = randomValues(5 * 8 * 8 * 6, 12);
+  const kernelGrads = (): td.Tensor[] => {
+    const x = td.tensor(imgs, [5, 8, 8, 4]);
+    const g = td.tensor(G, [5, 8, 8, 6]);
+    const first = td.conv2dKernelGrad(x, g, 3, 3, 1);
+    const second = td.conv2dKernelGrad(td.mul(x, 0.5), g, 3, 3, 1);
+    // 1x1: the kernel gradient is a matmul (x^T g), which takes the epilogue too.
+    const pointwise = td.add(td.conv2dKernelGrad(x, g, 1, 1, 0), 1);
+    return [td.add(first, second), pointwise];
+  };
+  for (const [what, gpu] of [["unsplit", null], ["split along K", await splittingBackend()]] as const) {
+    const s = await check(`kernel gradients, ${what}`, kernelGrads, gpu);
+    assert.equal(s.withEpilogue, 2, `${what}: both sums ran in a kernel gradient's kernel`);
+  }
 });

@@ -326,7 +326,16 @@ export class WebGpuBackend implements Backend {
   }
   conv2dKernelGrad(x: GpuArray, g: GpuArray, out: GpuArray, args: ConvArgs): void {
     this.ready(x, g, out);
-    this.kernels.conv2dKernelGrad(x, g, out, args);
+    if (this.fusion && out.dtype === "float32") {
+      // A pending producer, so that the sum of a weight's gradients (add(g1, this)) is its epilogue.
+      this.producers.record(out, {
+        inputs: [x, g],
+        run: (o) => void this.kernels.conv2dKernelGrad(x, g, o, args),
+        runWithEpilogue: (o, program, leaf, out2) => this.kernels.conv2dKernelGrad(x, g, o, args, this.kernels.encoder(), { program, leaf, out2 }),
+      });
+    } else {
+      this.kernels.conv2dKernelGrad(x, g, out, args);
+    }
     this.recorded();
   }
   transpose(x: GpuArray, shape: Shape, perm: readonly number[], out: GpuArray): void {

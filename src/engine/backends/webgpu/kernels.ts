@@ -464,21 +464,23 @@ export class WebGpuKernels extends GpuRuntime {
     return this.gemm(enc, "conv2d", !flipped, M, o, K, 1, x.buffer, kernel.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen, flipped ? 1 : 0], epilogue);
   }
 
-  /** out[kh,kw,c,o] = sum over b,i,j of xpad[b,i+di,j+dj,c] * g[b,i,j,o]: implicit im2col^T @ g. */
-  conv2dKernelGrad(x: GpuArray, g: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder()): void {
+  /**
+   * out[kh,kw,c,o] = sum over b,i,j of xpad[b,i+di,j+dj,c] * g[b,i,j,o]: implicit im2col^T @ g. Returns false
+   * (nothing done) when an epilogue was asked for and cannot be had (see gemm).
+   */
+  conv2dKernelGrad(x: GpuArray, g: GpuArray, out: GpuArray, args: ConvArgs, enc: Encoder = this.encoder(), epilogue?: GemmEpilogue): boolean {
     const { b, h, w, c, kh, kw, o, pad, oh, ow } = args;
     if (kh === 1 && kw === 1 && pad === 0) {
-      this.matmul(x, g, out, { batch: 1, m: c, n: o, k: b * h * w, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 }, enc);
-      return;
+      return this.matmul(x, g, out, { batch: 1, m: c, n: o, k: b * h * w, transA: true, transB: false, aBatchStride: 0, bBatchStride: 0 }, enc, epilogue);
     }
     const M = kh * kw * c;
     const K = b * oh * ow;
-    if (M * o === 0) return;
+    if (M * o === 0 || (K === 0 && epilogue)) return !epilogue;
     if (K === 0) {
       this.fill(out, 0, enc);
-      return;
+      return true;
     }
-    this.gemm(enc, "conv2dKernelGrad", false, M, o, K, 1, x.buffer, g.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen]);
+    return this.gemm(enc, "conv2dKernelGrad", false, M, o, K, 1, x.buffer, g.buffer, out, (kLen) => [M, o, K, h, w, c, kw, pad, oh, ow, kLen], epilogue);
   }
 
   // ---- data movement ------------------------------------------------------------------------------
