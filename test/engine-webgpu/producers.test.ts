@@ -155,3 +155,21 @@ test("a convolution kernel gradient's expression (a weight's two gradients summe
     assert.equal(s.withEpilogue, 2, `${what}: both sums ran in a kernel gradient's kernel`);
   }
 });
+
+test("a layer norm's gradient kernels read a pending cotangent (g * gelu'(norm)) as an expression, to second order", async () => {
+  const gpu = await webgpuBackend();
+  const secondOrder = (t: td.Tensor[]): td.Tensor[] => {
+    const x = t[0]!;
+    x.requiresGrad = true;
+    const y = td.sum(td.mul(td.gelu(td.layerNorm(x, t[1]!, t[2]!, 1e-6)), t[3]!));
+    const [gx] = td.gradients(y, [x], { createGraph: true });
+    const [gxx] = td.gradients(td.sum(td.mul(td.gelu(gx!), t[3]!)), [x]);
+    x.requiresGrad = false;
+    return [gx!, gxx!];
+  };
+  await check("layer norm gradients of a pending cotangent", secondOrder, gpu);
+  const keys = gpu.kernels.pipelineKeys();
+  for (const kernel of ["layerNormGradX", "layerNormGradXGradX"]) {
+    assert.ok(keys.some((k) => k.startsWith(`${kernel}:`) && k.includes(":fused#")), `${kernel} ran with a fused cotangent: ${keys.filter((k) => k.startsWith("layerNorm")).join(", ")}`);
+  }
+});

@@ -43,7 +43,6 @@ const MAX_NODES = 48;
  * 4, a reduction the first 24 (a larger expression is computed before a reduction reads it).
  */
 const PARAM_BUDGET = 64 - FUSED_ELEMENTWISE_PARAM_BASE;
-const REDUCE_PARAM_BUDGET = 64 - REDUCE_PARAM_BASE;
 
 export interface FusionStats {
   /** Elementwise ops recorded lazily. */
@@ -153,12 +152,21 @@ export class ElementwiseFusion<A extends { readonly length: number }> {
    * reduction has (the caller then materializes it). The array stays pending.
    */
   programFor(array: A): FusedProgram<A> | null {
+    const program = this.programForInput(array, REDUCE_PARAM_BASE);
+    if (program) this.counters.reductionsFused++;
+    return program; // null: computed first, then reduced
+  }
+
+  /**
+   * The program computing a pending array, for a kernel to evaluate where it loads the array (parameters
+   * from `paramBase`, up to word 64); null when the array is in memory or the program does not fit. The
+   * array stays pending.
+   */
+  programForInput(array: A, paramBase: number): FusedProgram<A> | null {
     const p = this.pending.get(array);
     if (!p) return null;
-    const program = compileExpr(p.expr, REDUCE_PARAM_BASE);
-    if (program.params.length > REDUCE_PARAM_BUDGET) return null; // computed first, then reduced
-    this.counters.reductionsFused++;
-    return program;
+    const program = compileExpr(p.expr, paramBase);
+    return paramBase + program.params.length <= 64 ? program : null;
   }
 
   /** The owner is done with `array`: a pending one is dropped uncomputed, a held one freed later. */

@@ -15,7 +15,7 @@ import { KernelProfiler, type DispatchTime } from "./profiler.ts";
 import { DeferredOps, type DeferredStats, type PendingArrays, type PendingFlip, type PendingSlice, type PendingUpsample } from "./deferred.ts";
 import { stridesOf } from "../cpu/elementwise.ts";
 import { PendingProducers, type ProducerStats } from "./producers.ts";
-import { readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
+import { FUSED_ELEMENTWISE_PARAM_BASE, readsLeafAtI, type FusedProgram } from "./shaders/fused.ts";
 import { ElementwiseFusion, type FusionStats } from "./fusion.ts";
 import { WebGpuKernels, type GemmEpilogue, type GpuArray, type KernelStats, type WebGpuKernelsOptions } from "./kernels.ts";
 import { coalesce } from "./shapes.ts";
@@ -423,14 +423,29 @@ export class WebGpuBackend implements Backend {
     this.recorded();
   }
   layerNormGradX(x: GpuArray, g: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray): void {
-    this.ready(x, g, scale, out);
-    this.kernels.layerNormGradX(x, g, rows, cols, scale, eps, out);
+    this.ready(x, scale, out);
+    this.kernels.layerNormGradX(x, this.cotangent(g, 3), rows, cols, scale, eps, out);
     this.recorded();
   }
   layerNormGradXGradX(x: GpuArray, g: GpuArray, h: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray): void {
-    this.ready(x, g, h, scale, out);
-    this.kernels.layerNormGradXGradX(x, g, h, rows, cols, scale, eps, out);
+    this.ready(x, h, scale, out);
+    this.kernels.layerNormGradXGradX(x, this.cotangent(g, 4), h, rows, cols, scale, eps, out);
     this.recorded();
+  }
+
+  /**
+   * A layer norm gradient kernel's cotangent: a pending expression (e.g. g * gelu'(h)) as its program, for the
+   * kernel to evaluate where it loads it (it stays pending), when it fits beside the kernel's `buffers`;
+   * otherwise the array, computed.
+   */
+  private cotangent(g: GpuArray, buffers: number): GpuArray | FusedProgram<GpuArray> {
+    const program = this.fusion?.programForInput(g, FUSED_ELEMENTWISE_PARAM_BASE);
+    if (program && program.leaves.length + buffers <= this.kernels.maxStorageBuffers) {
+      for (const leaf of program.leaves) this.producers.materialize(leaf);
+      return program;
+    }
+    this.ready(g);
+    return g;
   }
   upsampleNearest(x: GpuArray, shape: Shape, height: number, width: number, out: GpuArray): void {
     this.ready(x, out);

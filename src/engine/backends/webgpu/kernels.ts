@@ -249,20 +249,37 @@ export class WebGpuKernels extends GpuRuntime {
     return true;
   }
 
-  /** The input gradient of layerNorm for the output cotangent g (Backend.layerNormGradX). */
-  layerNormGradX(x: GpuArray, g: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray, enc: Encoder = this.encoder()): void {
+  /**
+   * The input gradient of layerNorm for the output cotangent g (Backend.layerNormGradX); g may be a fused
+   * program (parameters from FUSED_ELEMENTWISE_PARAM_BASE, at most maxStorageBuffers - 3 leaves) evaluated
+   * where the kernel loads it.
+   */
+  layerNormGradX(x: GpuArray, g: GpuArray | FusedProgram<GpuArray>, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray, enc: Encoder = this.encoder()): void {
     if (rows * cols === 0) return;
     const lanes = layerNormLanes(cols);
-    this.run(enc, `layerNormGradX:${lanes}`, () => layerNormGradXSource(lanes), "main", [rows, cols, f32Bits(eps)], [x.buffer, g.buffer, scale.buffer, out.buffer],
-      this.groups(layerNormWorkgroups(rows, lanes)));
+    const groups = this.groups(layerNormWorkgroups(rows, lanes));
+    if (!("body" in g)) {
+      this.run(enc, `layerNormGradX:${lanes}`, () => layerNormGradXSource(lanes), "main", [rows, cols, f32Bits(eps)], [x.buffer, g.buffer, scale.buffer, out.buffer], groups);
+      return;
+    }
+    if (g.leaves.length + 3 > this.maxStorageBuffers) throw new Error(`webgpu layerNormGradX: a gradient program of ${g.leaves.length} leaves does not fit`);
+    this.run(enc, `layerNormGradX:${lanes}:fused#${this.programId(g)}`, () => layerNormGradXSource(lanes, g), "main", [rows, cols, f32Bits(eps), 0, ...g.params],
+      [...g.leaves.map((l) => l.buffer), x.buffer, scale.buffer, out.buffer], groups);
   }
 
-  /** The x-gradient of layerNormGradX for its cotangent h (Backend.layerNormGradXGradX). */
-  layerNormGradXGradX(x: GpuArray, g: GpuArray, h: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray, enc: Encoder = this.encoder()): void {
+  /** The x-gradient of layerNormGradX for its cotangent h (Backend.layerNormGradXGradX); g as layerNormGradX's (less one leaf). */
+  layerNormGradXGradX(x: GpuArray, g: GpuArray | FusedProgram<GpuArray>, h: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray, enc: Encoder = this.encoder()): void {
     if (rows * cols === 0) return;
     const lanes = layerNormLanes(cols);
-    this.run(enc, `layerNormGradXGradX:${lanes}`, () => layerNormGradXGradXSource(lanes), "main", [rows, cols, f32Bits(eps)],
-      [x.buffer, g.buffer, h.buffer, scale.buffer, out.buffer], this.groups(layerNormWorkgroups(rows, lanes)));
+    const groups = this.groups(layerNormWorkgroups(rows, lanes));
+    if (!("body" in g)) {
+      this.run(enc, `layerNormGradXGradX:${lanes}`, () => layerNormGradXGradXSource(lanes), "main", [rows, cols, f32Bits(eps)],
+        [x.buffer, g.buffer, h.buffer, scale.buffer, out.buffer], groups);
+      return;
+    }
+    if (g.leaves.length + 4 > this.maxStorageBuffers) throw new Error(`webgpu layerNormGradXGradX: a gradient program of ${g.leaves.length} leaves does not fit`);
+    this.run(enc, `layerNormGradXGradX:${lanes}:fused#${this.programId(g)}`, () => layerNormGradXGradXSource(lanes, g), "main", [rows, cols, f32Bits(eps), 0, ...g.params],
+      [...g.leaves.map((l) => l.buffer), x.buffer, h.buffer, scale.buffer, out.buffer], groups);
   }
 
   // ---- products -----------------------------------------------------------------------------------

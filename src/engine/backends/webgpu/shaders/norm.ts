@@ -11,7 +11,8 @@
 // 22.3's llvmpipe miscompiles a helper function containing workgroupBarrier() that is called twice (the
 // second call's barriers do not hold), so no kernel here calls a function with a barrier. Rows past the
 // end run the barriers with no work (a barrier must be reached by the whole workgroup).
-import { COMMON } from "./common.ts";
+import { COMMON, typeAlias } from "./common.ts";
+import { fusedDeclarations, type FusedProgram } from "./fused.ts";
 
 /** Lanes per row for rows of `cols` values: a power of two near cols / 4, at most the workgroup's 64. */
 export function layerNormLanes(cols: number): number {
@@ -103,14 +104,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 
 /**
  * Input gradient: gs = g * scale, xhat = (x - mean) * rstd, out = rstd * (gs - mean(gs) - xhat * mean(gs * xhat)).
- * P(0) = rows, P(1) = cols, Pf(2) = eps; `lanes` as layerNormSource.
+ * P(0) = rows, P(1) = cols, Pf(2) = eps; `lanes` as layerNormSource. With `gradient` (a fused program, its
+ * parameters from FUSED_ELEMENTWISE_PARAM_BASE) g is not a buffer but that expression, evaluated where it is
+ * loaded: its leaves take bindings 1..k, then x, scale and the output.
  */
-export function layerNormGradXSource(lanes: number): string {
+export function layerNormGradXSource(lanes: number, gradient: FusedProgram<unknown> | null = null): string {
+  const k = gradient ? gradient.leaves.length : 0;
+  const loadG = gradient
+    ? `${typeAlias("float32")}${fusedDeclarations(gradient)}fn loadG(i: u32) -> f32 { return fused(i); }`
+    : "@group(0) @binding(2) var<storage, read> G: array<f32>;\nfn loadG(i: u32) -> f32 { return G[i]; }";
+  const [bx, bs, bo] = gradient ? [k + 1, k + 2, k + 3] : [1, 3, 4];
   return /* wgsl */ `${COMMON}
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> G: array<f32>;
-@group(0) @binding(3) var<storage, read> Scale: array<f32>;
-@group(0) @binding(4) var<storage, read_write> Out: array<f32>;
+@group(0) @binding(${bx}) var<storage, read> X: array<f32>;
+@group(0) @binding(${bs}) var<storage, read> Scale: array<f32>;
+@group(0) @binding(${bo}) var<storage, read_write> Out: array<f32>;
+${loadG}
 
 var<workgroup> partial1: array<f32, 64>;
 var<workgroup> partial2: array<vec2<f32>, 64>;
@@ -122,14 +130,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   // mean(gs) and mean(gs * xhat) together.
   var sums = vec2<f32>(0.0);
   for (var i = lane; i < end; i += ${lanes}u) {
-    let gs = G[base + i] * Scale[i];
+    let gs = loadG(base + i) * Scale[i];
     sums += vec2<f32>(gs, gs * ((X[base + i] - mean) * rstd));
   }
   partial2[t] = sums;
   ${segmentSum("2", lanes)}
   let m = partial2[row0] / f32(cols);
   for (var i = lane; i < end; i += ${lanes}u) {
-    let gs = G[base + i] * Scale[i];
+    let gs = loadG(base + i) * Scale[i];
     Out[base + i] = rstd * (gs - m.x - (X[base + i] - mean) * rstd * m.y);
   }
 }
@@ -139,15 +147,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 /**
  * The x-gradient of the input gradient for its cotangent h: a = g * scale, c = mean(a xhat), d = mean(h xhat),
  * out = rstd^2 ((3 c d - mean(h a) + h_bar a_bar) xhat - c (h - h_bar) - d (a - a_bar)) (the two-pass variance
- * is never clamped). P(0) = rows, P(1) = cols, Pf(2) = eps; `lanes` as layerNormSource.
+ * is never clamped). P(0) = rows, P(1) = cols, Pf(2) = eps; `lanes` as layerNormSource; `gradient` (a
+ * fused g) as layerNormGradXSource: its leaves take bindings 1..k, then x, h, scale and the output.
  */
-export function layerNormGradXGradXSource(lanes: number): string {
+export function layerNormGradXGradXSource(lanes: number, gradient: FusedProgram<unknown> | null = null): string {
+  const k = gradient ? gradient.leaves.length : 0;
+  const loadG = gradient
+    ? `${typeAlias("float32")}${fusedDeclarations(gradient)}fn loadG(i: u32) -> f32 { return fused(i); }`
+    : "@group(0) @binding(2) var<storage, read> G: array<f32>;\nfn loadG(i: u32) -> f32 { return G[i]; }";
+  const [bx, bh, bs, bo] = gradient ? [k + 1, k + 2, k + 3, k + 4] : [1, 3, 4, 5];
   return /* wgsl */ `${COMMON}
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> G: array<f32>;
-@group(0) @binding(3) var<storage, read> H: array<f32>;
-@group(0) @binding(4) var<storage, read> Scale: array<f32>;
-@group(0) @binding(5) var<storage, read_write> Out: array<f32>;
+@group(0) @binding(${bx}) var<storage, read> X: array<f32>;
+@group(0) @binding(${bh}) var<storage, read> H: array<f32>;
+@group(0) @binding(${bs}) var<storage, read> Scale: array<f32>;
+@group(0) @binding(${bo}) var<storage, read_write> Out: array<f32>;
+${loadG}
 
 var<workgroup> partial1: array<f32, 64>;
 var<workgroup> partial4: array<vec4<f32>, 64>;
@@ -160,7 +174,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   var sums = vec4<f32>(0.0);
   var sha = 0.0;
   for (var i = lane; i < end; i += ${lanes}u) {
-    let a = G[base + i] * Scale[i];
+    let a = loadG(base + i) * Scale[i];
     let h = H[base + i];
     let xhat = (X[base + i] - mean) * rstd;
     sums += vec4<f32>(h, a, a * xhat, h * xhat);
@@ -181,7 +195,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
   let k = rstd * rstd;
   let k1 = k * (3.0 * m.z * m.w - partial1[row0] / f32(cols) + m.x * m.y);
   for (var i = lane; i < end; i += ${lanes}u) {
-    let a = G[base + i] * Scale[i];
+    let a = loadG(base + i) * Scale[i];
     let xhat = (X[base + i] - mean) * rstd;
     Out[base + i] = k1 * xhat - k * m.z * (H[base + i] - m.x) - k * m.w * (a - m.y);
   }
