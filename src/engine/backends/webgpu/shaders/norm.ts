@@ -103,22 +103,27 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
 }
 
 /**
+ * A gradient kernel's buffers: x at binding 1, g at 2 (read through loadG), then `others` (read) and Out. With
+ * `gradient`, g is that fused program instead: its leaves at 1..k, then x, the others and Out.
+ */
+function gradientKernelBindings(gradient: FusedProgram<unknown> | null, others: string[]): string {
+  const first = gradient ? gradient.leaves.length + 1 : 1;
+  const names = gradient ? ["X", ...others] : ["X", "G", ...others];
+  const lines = names.map((name, i) => `@group(0) @binding(${first + i}) var<storage, read> ${name}: array<f32>;`);
+  lines.push(`@group(0) @binding(${first + names.length}) var<storage, read_write> Out: array<f32>;`);
+  lines.push(gradient ? `${typeAlias("float32")}${fusedDeclarations(gradient)}fn loadG(i: u32) -> f32 { return fused(i); }` : "fn loadG(i: u32) -> f32 { return G[i]; }");
+  return lines.join("\n");
+}
+
+/**
  * Input gradient: gs = g * scale, xhat = (x - mean) * rstd, out = rstd * (gs - mean(gs) - xhat * mean(gs * xhat)).
  * P(0) = rows, P(1) = cols, Pf(2) = eps; `lanes` as layerNormSource. With `gradient` (a fused program, its
  * parameters from FUSED_ELEMENTWISE_PARAM_BASE) g is not a buffer but that expression, evaluated where it is
- * loaded: its leaves take bindings 1..k, then x, scale and the output.
+ * loaded (see gradientKernelBindings).
  */
 export function layerNormGradXSource(lanes: number, gradient: FusedProgram<unknown> | null = null): string {
-  const k = gradient ? gradient.leaves.length : 0;
-  const loadG = gradient
-    ? `${typeAlias("float32")}${fusedDeclarations(gradient)}fn loadG(i: u32) -> f32 { return fused(i); }`
-    : "@group(0) @binding(2) var<storage, read> G: array<f32>;\nfn loadG(i: u32) -> f32 { return G[i]; }";
-  const [bx, bs, bo] = gradient ? [k + 1, k + 2, k + 3] : [1, 3, 4];
   return /* wgsl */ `${COMMON}
-@group(0) @binding(${bx}) var<storage, read> X: array<f32>;
-@group(0) @binding(${bs}) var<storage, read> Scale: array<f32>;
-@group(0) @binding(${bo}) var<storage, read_write> Out: array<f32>;
-${loadG}
+${gradientKernelBindings(gradient, ["Scale"])}
 
 var<workgroup> partial1: array<f32, 64>;
 var<workgroup> partial2: array<vec2<f32>, 64>;
@@ -148,20 +153,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec
  * The x-gradient of the input gradient for its cotangent h: a = g * scale, c = mean(a xhat), d = mean(h xhat),
  * out = rstd^2 ((3 c d - mean(h a) + h_bar a_bar) xhat - c (h - h_bar) - d (a - a_bar)) (the two-pass variance
  * is never clamped). P(0) = rows, P(1) = cols, Pf(2) = eps; `lanes` as layerNormSource; `gradient` (a
- * fused g) as layerNormGradXSource: its leaves take bindings 1..k, then x, h, scale and the output.
+ * fused g) as layerNormGradXSource.
  */
 export function layerNormGradXGradXSource(lanes: number, gradient: FusedProgram<unknown> | null = null): string {
-  const k = gradient ? gradient.leaves.length : 0;
-  const loadG = gradient
-    ? `${typeAlias("float32")}${fusedDeclarations(gradient)}fn loadG(i: u32) -> f32 { return fused(i); }`
-    : "@group(0) @binding(2) var<storage, read> G: array<f32>;\nfn loadG(i: u32) -> f32 { return G[i]; }";
-  const [bx, bh, bs, bo] = gradient ? [k + 1, k + 2, k + 3, k + 4] : [1, 3, 4, 5];
   return /* wgsl */ `${COMMON}
-@group(0) @binding(${bx}) var<storage, read> X: array<f32>;
-@group(0) @binding(${bh}) var<storage, read> H: array<f32>;
-@group(0) @binding(${bs}) var<storage, read> Scale: array<f32>;
-@group(0) @binding(${bo}) var<storage, read_write> Out: array<f32>;
-${loadG}
+${gradientKernelBindings(gradient, ["H", "Scale"])}
 
 var<workgroup> partial1: array<f32, 64>;
 var<workgroup> partial4: array<vec4<f32>, 64>;
