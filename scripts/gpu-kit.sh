@@ -10,8 +10,8 @@
 #                                           # parity tests, bench (features 64 then 16, sampling 100 x 1000),
 #                                           # GEMM tiles 64x64 vs 128x64 (products, then the step), GPU time
 #                                           # per kernel (timestamp queries), JAX on the same GPU, host
-#                                           # recording, split-K thresholds 64 and 1024, small tiles;
-#                                           # logs in $OUT
+#                                           # recording, split-K thresholds 64 and 1024, small tiles,
+#                                           # Dawn's shader bounds checks off; logs in $OUT
 #
 # Rehearse `run` on a clone of this repo with .gpukit copied in and no node_modules (lavapipe, no JAX):
 #   TINY_DIFFUSION_WEBGPU=vulkan OUT=/tmp/kit-out BENCH_FEATURES=4 BENCH_STEPS=1 BENCH_WARMUP=1 BENCH_SAMPLING=4x3 HOST_FEATURES=4 HOST_STEPS=3 \
@@ -90,10 +90,13 @@ run() {
   # When a product splits its K (split-K: partial tiles, then their sum): below 256 output tiles by default.
   # Fewer and more, on the training step and the sampler, replayed only (the bench stage has 256).
   # And 32x32 tiles for such products before any split (--small-tiles), first.
-  for variant in "--small-tiles" "--split-k-min 64" "--split-k-min 1024"; do
+  # And Dawn without its bounds checks in the shaders (toggle disable_robustness), last.
+  for variant in "--small-tiles" "--split-k-min 64" "--split-k-min 1024" "robustness-off"; do
+    local dawn=""
+    [ "$variant" = "robustness-off" ] && { dawn="enable-dawn-features=disable_robustness"; variant=""; }
     # shellcheck disable=SC2086 # the variant is two words on purpose
-    stage "variant ${variant#--}" bench 75 node --import tsx bench/bench.ts --backend webgpu $variant --features "${features%%,*}" \
-      --steps "${BENCH_STEPS:-5}" --warmup "${BENCH_WARMUP:-20}" --sampling "${BENCH_SAMPLING:-100x1000}" --skip-forward --skip-gemm --skip-eager
+    stage "variant ${variant#--}${dawn:+$dawn}" bench 75 env TINY_DIFFUSION_DAWN_FLAGS="$dawn" node --import tsx bench/bench.ts --backend webgpu $variant \
+      --features "${features%%,*}" --steps "${BENCH_STEPS:-5}" --warmup "${BENCH_WARMUP:-20}" --sampling "${BENCH_SAMPLING:-100x1000}" --skip-forward --skip-gemm --skip-eager
   done
   cat "$OUT/summary.txt"
 }

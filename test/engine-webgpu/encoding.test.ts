@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import type { ConvArgs } from "../../src/engine/backend.ts";
 import { CpuBackend } from "../../src/engine/backends/cpu/index.ts";
-import { describeAdapter } from "../../src/engine/backends/webgpu/device.ts";
+import { dawnFlags, describeAdapter } from "../../src/engine/backends/webgpu/device.ts";
 import { BufferPool, USAGE } from "../../src/engine/backends/webgpu/buffers.ts";
 import { assertClose, assertSame, kernels, randomF32, rng } from "./helpers.ts";
 
@@ -20,6 +20,13 @@ test("adapter: a device exists and reports what it is", async () => {
   assert.ok(k.info, "the kernels know their adapter");
   console.log(`# ${describeAdapter(k.info)}; limits: storage binding ${k.device.limits.maxStorageBufferBindingSize} B, workgroup memory ${k.device.limits.maxComputeWorkgroupStorageSize} B`);
   assert.ok(k.device.limits.maxComputeInvocationsPerWorkgroup >= 256);
+});
+
+test("Dawn's flags: the backend, unrounded timestamps when timing, then TINY_DIFFUSION_DAWN_FLAGS' words", () => {
+  assert.deepEqual(dawnFlags(["backend=vulkan"], false, undefined), ["backend=vulkan"]);
+  assert.deepEqual(dawnFlags(["backend=vulkan"], true, ""), ["backend=vulkan", "disable-dawn-features=timestamp_quantization"]);
+  assert.deepEqual(dawnFlags(["backend=vulkan"], false, " enable-dawn-features=disable_robustness  dump_shaders "),
+    ["backend=vulkan", "enable-dawn-features=disable_robustness", "dump_shaders"]);
 });
 
 test("a conv block forward + kernel gradient encoded in one encoder, one submit, intermediates released mid-chain", async () => {

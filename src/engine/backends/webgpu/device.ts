@@ -179,6 +179,18 @@ function dropWhenSettled(device: GPUDevice, drop: () => void): void {
 }
 
 /**
+ * What dawn.create gets: the attempt's flags (its backend); with timestamps, Dawn told not to round them to
+ * 65,536 ns (useless for kernels of a few µs); then `extra`, the TINY_DIFFUSION_DAWN_FLAGS variable: more
+ * dawn.node flags, space-separated, for experiments (e.g. "enable-dawn-features=disable_robustness").
+ */
+export function dawnFlags(attemptFlags: readonly string[], timestamps: boolean, extra: string | undefined): string[] {
+  const flags = [...attemptFlags];
+  if (timestamps) flags.push("disable-dawn-features=timestamp_quantization");
+  if (extra) flags.push(...extra.split(/\s+/).filter((f) => f.length > 0));
+  return flags;
+}
+
+/**
  * Creates a device on the best adapter available (see the file header). Throws, naming the Debian
  * packages to install, when none can be created.
  */
@@ -197,9 +209,7 @@ export async function createGpuDevice(options: GpuDeviceOptions = {}): Promise<G
   const failures: string[] = [];
   for (const attempt of nodeAttempts(mode)) {
     for (const [k, v] of Object.entries(attempt.env ?? {})) if (process.env[k] === undefined) process.env[k] = v;
-    // Dawn rounds timestamps to 65,536 ns unless told not to: useless for timing kernels of a few µs.
-    const flags = options.timestamps ? [...attempt.flags, "disable-dawn-features=timestamp_quantization"] : attempt.flags;
-    let gpu: GPU | null = dawn.create(flags);
+    let gpu: GPU | null = dawn.create(dawnFlags(attempt.flags, options.timestamps ?? false, env.TINY_DIFFUSION_DAWN_FLAGS));
     try {
       const adapter = await gpu.requestAdapter({ powerPreference: "high-performance", featureLevel: attempt.featureLevel });
       if (!adapter) {
