@@ -3,8 +3,8 @@
 // time cannot drop below the recording time, so this is the figure to watch on any adapter (a software
 // adapter included: recording does not depend on it).
 //   TINY_DIFFUSION_WEBGPU=vulkan node --import tsx bench/webgpu-host.ts   (FEATURES=16|64, default 64; STEPS=8;
-//   SAMPLER_STEPS=12; FUSE=0 records one dispatch per elementwise op, as before fusion; SPLITK=256 splits
-//   products as on a GPU)
+//   SAMPLER_STEPS=12; ENCODES=50; FUSE=0 records one dispatch per elementwise op, as before fusion; SPLITK=256 splits
+//   products as on a GPU). Last, the host time to encode a replayed forward pass alone.
 import * as td from "../src/engine/index.ts";
 import { WebGpuBackend } from "../src/engine/backends/webgpu/index.ts";
 import { initUNet, unetForward, type Timesteps, type UNetParams } from "../src/nn/unet.ts";
@@ -86,4 +86,21 @@ for (const replay of [false, true]) {
   console.log(`sampler step${replay ? " (replayed)" : ""}, features ${features}, 100 images: ${stepDispatches} dispatches in ${stepPasses} compute pass(es), ${stepCreated} bind groups created, ` +
     `${median(timed).toFixed(2)} ms host per step (median of the last ${timed.length} of ${SAMPLER_STEPS})`);
 }
+
+// Encoding alone: a captured U-Net forward (100 images) replayed without submitting, so neither the GPU's
+// work nor a submit is in the time (on a software adapter both compete with the host for the cores).
+const forward = td.captureStep((inputs) => [unetForward(model, inputs[0]!, inputs[1]!)],
+  [td.random.normal(td.random.key(2), [100, 8, 8, 1]), td.tensor(new Int32Array(100).fill(500), [100], "int32")]);
+await forward.outputs[0]!.read();
+const ENCODES = Number(process.env.ENCODES ?? 50);
+const encodeMs: number[] = [];
+for (let rep = 0; rep < 4; rep++) {
+  const started = performance.now();
+  for (let i = 0; i < ENCODES; i++) forward.replay([null, null], { submit: false });
+  if (rep > 0) encodeMs.push((performance.now() - started) / ENCODES); // the first warms up
+}
+await forward.outputs[0]!.read(); // submits them all (the GPU runs them; not timed)
+console.log(`replayed U-Net forward, features ${features}, 100 images, encoded without submitting: ${forward.dispatches} dispatches, ` +
+  `${(median(encodeMs) * 1000).toFixed(0)} µs (${(median(encodeMs) * 1000 / forward.dispatches).toFixed(1)} µs per dispatch; median of 3 x ${ENCODES})`);
+forward.dispose();
 gpu.dispose();
