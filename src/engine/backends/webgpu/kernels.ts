@@ -251,35 +251,35 @@ export class WebGpuKernels extends GpuRuntime {
 
   /**
    * The input gradient of layerNorm for the output cotangent g (Backend.layerNormGradX); g may be a fused
-   * program (parameters from FUSED_ELEMENTWISE_PARAM_BASE, at most maxStorageBuffers - 3 leaves) evaluated
-   * where the kernel loads it.
+   * program (parameters from FUSED_ELEMENTWISE_PARAM_BASE) evaluated where the kernel loads it.
    */
   layerNormGradX(x: GpuArray, g: GpuArray | FusedProgram<GpuArray>, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray, enc: Encoder = this.encoder()): void {
-    if (rows * cols === 0) return;
-    const lanes = layerNormLanes(cols);
-    const groups = this.groups(layerNormWorkgroups(rows, lanes));
-    if (!("body" in g)) {
-      this.run(enc, `layerNormGradX:${lanes}`, () => layerNormGradXSource(lanes), "main", [rows, cols, f32Bits(eps)], [x.buffer, g.buffer, scale.buffer, out.buffer], groups);
-      return;
-    }
-    if (g.leaves.length + 3 > this.maxStorageBuffers) throw new Error(`webgpu layerNormGradX: a gradient program of ${g.leaves.length} leaves does not fit`);
-    this.run(enc, `layerNormGradX:${lanes}:fused#${this.programId(g)}`, () => layerNormGradXSource(lanes, g), "main", [rows, cols, f32Bits(eps), 0, ...g.params],
-      [...g.leaves.map((l) => l.buffer), x.buffer, scale.buffer, out.buffer], groups);
+    this.normGradient(enc, "layerNormGradX", layerNormGradXSource, x, g, [scale], rows, cols, eps, out);
   }
 
-  /** The x-gradient of layerNormGradX for its cotangent h (Backend.layerNormGradXGradX); g as layerNormGradX's (less one leaf). */
+  /** The x-gradient of layerNormGradX for its cotangent h (Backend.layerNormGradXGradX); g as layerNormGradX's. */
   layerNormGradXGradX(x: GpuArray, g: GpuArray | FusedProgram<GpuArray>, h: GpuArray, rows: number, cols: number, scale: GpuArray, eps: number, out: GpuArray, enc: Encoder = this.encoder()): void {
+    this.normGradient(enc, "layerNormGradXGradX", layerNormGradXGradXSource, x, g, [h, scale], rows, cols, eps, out);
+  }
+
+  /**
+   * A layer-norm gradient kernel (shaders/norm.ts, gradientKernelBindings): x, then g (a buffer, or a fused
+   * program whose leaves are bound first), `others`, the output.
+   */
+  private normGradient(enc: Encoder, kernel: string, source: (lanes: number, gradient: FusedProgram<GpuArray> | null) => string, x: GpuArray,
+    g: GpuArray | FusedProgram<GpuArray>, others: readonly GpuArray[], rows: number, cols: number, eps: number, out: GpuArray): void {
     if (rows * cols === 0) return;
     const lanes = layerNormLanes(cols);
     const groups = this.groups(layerNormWorkgroups(rows, lanes));
+    const params = [rows, cols, f32Bits(eps)];
+    const rest = [...others.map((o) => o.buffer), out.buffer];
     if (!("body" in g)) {
-      this.run(enc, `layerNormGradXGradX:${lanes}`, () => layerNormGradXGradXSource(lanes), "main", [rows, cols, f32Bits(eps)],
-        [x.buffer, g.buffer, h.buffer, scale.buffer, out.buffer], groups);
+      this.run(enc, `${kernel}:${lanes}`, () => source(lanes, null), "main", params, [x.buffer, g.buffer, ...rest], groups);
       return;
     }
-    if (g.leaves.length + 4 > this.maxStorageBuffers) throw new Error(`webgpu layerNormGradXGradX: a gradient program of ${g.leaves.length} leaves does not fit`);
-    this.run(enc, `layerNormGradXGradX:${lanes}:fused#${this.programId(g)}`, () => layerNormGradXGradXSource(lanes, g), "main", [rows, cols, f32Bits(eps), 0, ...g.params],
-      [...g.leaves.map((l) => l.buffer), x.buffer, h.buffer, scale.buffer, out.buffer], groups);
+    if (g.leaves.length + 1 + rest.length > this.maxStorageBuffers) throw new Error(`webgpu ${kernel}: a gradient program of ${g.leaves.length} leaves does not fit`);
+    this.run(enc, `${kernel}:${lanes}:fused#${this.programId(g)}`, () => source(lanes, g), "main", [...params, 0, ...g.params],
+      [...g.leaves.map((l) => l.buffer), x.buffer, ...rest], groups);
   }
 
   // ---- products -----------------------------------------------------------------------------------
