@@ -4,8 +4,8 @@
 import { binary2d } from "./binary-ops";
 import { unarySeg } from "./unary-ops";
 import { gelu4, loadPartial, storePartial } from "./math";
+import { claimChunk } from "./job";
 
-const J_COUNTER = 1;
 // Elementwise job fields (i32 slots).
 const E_OP = 2;
 const E_A = 3;
@@ -48,10 +48,7 @@ export function binaryRange(op: i32, a: usize, b: usize, o: usize, inner: i32, a
 
 export function binaryJob(job: usize): void {
   const total = fld(job, E_TOTAL), chunk = fld(job, E_CHUNK);
-  while (true) {
-    const c = atomic.add<i32>(job + (<usize>J_COUNTER << 2), 1);
-    const e0 = c * chunk;
-    if (e0 >= total) break;
+  for (let e0 = claimChunk(job, total, chunk); e0 >= 0; e0 = claimChunk(job, total, chunk)) {
     binaryRange(fld(job, E_OP), <usize>fld(job, E_A), <usize>fld(job, E_B), <usize>fld(job, E_O), fld(job, E_INNER),
       fld(job, E_AOS), fld(job, E_AIS), fld(job, E_BOS), fld(job, E_BIS), e0, min(total, e0 + chunk));
   }
@@ -87,10 +84,7 @@ export function unaryRange(op: i32, x: usize, o: usize, e0: i32, e1: i32, k: usi
 
 export function unaryJob(job: usize): void {
   const total = fld(job, E_TOTAL), chunk = fld(job, E_CHUNK);
-  while (true) {
-    const c = atomic.add<i32>(job + (<usize>J_COUNTER << 2), 1);
-    const e0 = c * chunk;
-    if (e0 >= total) break;
+  for (let e0 = claimChunk(job, total, chunk); e0 >= 0; e0 = claimChunk(job, total, chunk)) {
     unaryRange(fld(job, E_OP), <usize>fld(job, E_A), <usize>fld(job, E_O), e0, min(total, e0 + chunk), <usize>fld(job, E_B));
   }
 }
@@ -393,10 +387,7 @@ export function layerNormRows(x: usize, r0: i32, r1: i32, cols: i32, scale: usiz
 
 export function layerNormJob(job: usize): void {
   const rows = fld(job, L_ROWS), chunk = fld(job, L_CHUNK);
-  while (true) {
-    const c = atomic.add<i32>(job + (<usize>J_COUNTER << 2), 1);
-    const r0 = c * chunk;
-    if (r0 >= rows) break;
+  for (let r0 = claimChunk(job, rows, chunk); r0 >= 0; r0 = claimChunk(job, rows, chunk)) {
     layerNormRows(<usize>fld(job, L_X), r0, min(rows, r0 + chunk), fld(job, L_COLS), <usize>fld(job, L_SCALE), <usize>fld(job, L_BIAS),
       load<f64>(job + L_EPS_BYTE), <usize>fld(job, L_OUT));
   }
@@ -470,10 +461,7 @@ export function layerNormGradRows(x: usize, g: usize, r0: i32, r1: i32, cols: i3
 
 export function layerNormGradJob(job: usize): void {
   const rows = fld(job, L_ROWS), chunk = fld(job, L_CHUNK);
-  while (true) {
-    const c = atomic.add<i32>(job + (<usize>J_COUNTER << 2), 1);
-    const r0 = c * chunk;
-    if (r0 >= rows) break;
+  for (let r0 = claimChunk(job, rows, chunk); r0 >= 0; r0 = claimChunk(job, rows, chunk)) {
     layerNormGradRows(<usize>fld(job, L_X), <usize>fld(job, L_G), r0, min(rows, r0 + chunk), fld(job, L_COLS), <usize>fld(job, L_SCALE),
       load<f64>(job + L_EPS_BYTE), <usize>fld(job, L_OUT));
   }
@@ -525,10 +513,7 @@ export function layerNormGradGradRows(x: usize, g: usize, h: usize, r0: i32, r1:
 
 export function layerNormGradGradJob(job: usize): void {
   const rows = fld(job, L_ROWS), chunk = fld(job, L_CHUNK);
-  while (true) {
-    const c = atomic.add<i32>(job + (<usize>J_COUNTER << 2), 1);
-    const r0 = c * chunk;
-    if (r0 >= rows) break;
+  for (let r0 = claimChunk(job, rows, chunk); r0 >= 0; r0 = claimChunk(job, rows, chunk)) {
     layerNormGradGradRows(<usize>fld(job, L_X), <usize>fld(job, L_G), <usize>fld(job, L_H), r0, min(rows, r0 + chunk), fld(job, L_COLS),
       <usize>fld(job, L_SCALE), load<f64>(job + L_EPS_BYTE), <usize>fld(job, L_OUT));
   }

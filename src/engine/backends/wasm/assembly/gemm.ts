@@ -3,10 +3,10 @@
 // 2-D convolutions (NHWC input, HWIO kernel) and their kernel gradients. One job is run by every thread;
 // threads take tasks (blocks of C, and chunks of K when split) from an atomic counter in the job block.
 import { micro4x8, micro4x8r, microT8x4, microT16x1 } from "./micro";
+import { J_COUNTER } from "./job";
 
 // ---- job layout (i32 fields) ---------------------------------------------------------------------
-export const J_KIND = 0;
-export const J_COUNTER = 1;
+export { J_KIND } from "./job";
 const G_AMODE = 2; // 0: A [M][K], 1: A [K][M], 2: im2col rows (conv), 3: im2col^T (conv kernel gradient)
 const G_A = 3;
 const G_LDA = 4;

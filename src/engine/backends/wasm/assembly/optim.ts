@@ -3,7 +3,8 @@
 // exactly as the reference's Math.fround chain does (one IEEE rounding per operation), so the results equal
 // the reference bit for bit. Job fields (must match ADAM in ../index.ts): pointers, flags, the element count
 // and chunk, then the float32 constants from word 13.
-const J_COUNTER = 1;
+import { claimChunk } from "./job";
+
 const A_P = 2, A_G = 3, A_M = 4, A_V = 5, A_OUT_P = 6, A_OUT_M = 7, A_OUT_V = 8, A_FLAGS = 9;
 const A_TOTAL = 11, A_CHUNK = 12; // as the other elementwise jobs (launchElementwise writes them)
 const A_CONST = 13; // lo, hi, norm, maxNorm, 1-b1, b1, 1-b2, b2, bc1, bc2, eps, wd, lr
@@ -68,10 +69,5 @@ function adamwRange(job: usize, e0: i32, e1: i32): void {
 
 export function adamwJob(job: usize): void {
   const total = fld(job, A_TOTAL), chunk = fld(job, A_CHUNK);
-  while (true) {
-    const c = atomic.add<i32>(job + (<usize>J_COUNTER << 2), 1);
-    const e0 = c * chunk;
-    if (e0 >= total) break;
-    adamwRange(job, e0, min(total, e0 + chunk));
-  }
+  for (let e0 = claimChunk(job, total, chunk); e0 >= 0; e0 = claimChunk(job, total, chunk)) adamwRange(job, e0, min(total, e0 + chunk));
 }
